@@ -1,0 +1,193 @@
+"""BIDS / fMRIPrep-derivative input discovery, output naming, sidecars and participants.tsv.
+
+Every path the pipeline writes is built here from BIDS entities (never by hand-joined strings
+in rules or scripts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .errors import InputError
+
+#: BIDS entity order for file names (subset we use)
+ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space", "res", "desc")
+_ENTITY_RE = re.compile(r"([a-zA-Z0-9]+)-([a-zA-Z0-9]+)")
+
+
+def parse_entities(name: str) -> dict[str, str]:
+    """Entities of a BIDS file name, e.g. ``sub-01_task-rest_bold.nii.gz`` -> {sub: 01, task: rest}."""
+    stem = Path(name).name.split(".")[0]
+    return {k: v for k, v in _ENTITY_RE.findall(stem) if k in ENTITY_ORDER}
+
+
+def bids_name(entities: dict[str, str], suffix: str, ext: str) -> str:
+    """File name from entities in BIDS order, a suffix and an extension ('.nii.gz', '.json')."""
+    parts = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if entities.get(k)]
+    return "_".join(parts + [suffix]) + ext
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One preprocessed BOLD run found in the fMRIPrep directory.
+
+    ``key`` is the scan's path stem relative to a derivatives root, e.g.
+    ``sub-01/ses-1/func/sub-01_ses-1_task-rest_run-1``: the Snakemake wildcard for per-scan rules.
+    """
+
+    participant_id: str
+    session: str | None
+    entities: tuple[tuple[str, str], ...]
+    bold: str
+    confounds: str
+    mask: str
+    key: str = field(default="")
+
+    @property
+    def ents(self) -> dict[str, str]:
+        return dict(self.entities)
+
+
+def scan_key(ents: dict[str, str]) -> str:
+    """Relative path stem (no space/desc/suffix) of a scan: the per-scan wildcard value."""
+    base = {k: v for k, v in ents.items() if k not in ("space", "res", "desc")}
+    folder = f"sub-{base['sub']}" + (f"/ses-{base['ses']}" if base.get("ses") else "")
+    return f"{folder}/func/" + bids_name(base, "", "").rstrip("_")
+
+
+def discover_scans(
+    fmriprep_dir: str | Path, task: str, space: str
+) -> tuple[list[Scan], list[dict[str, str]]]:
+    """Find ``sub-*/[ses-*/]func/*_task-<task>_space-<space>_desc-preproc_bold.nii.gz``.
+
+    Returns
+    -------
+    scans : list of Scan
+        Runs with their confounds TSV and brain mask present.
+    problems : list of dict
+        QC rows (participant_id, session, step='discover', status='failed', reason) for runs
+        whose confounds or mask is missing; they are not processed.
+    """
+    root = Path(fmriprep_dir)
+    if not root.is_dir():
+        raise InputError(f"fmriprep_dir {root} does not exist or is not a directory")
+    scans, problems = [], []
+    pattern = f"sub-*/**/func/*_task-{task}_*space-{space}_*desc-preproc_bold.nii.gz"
+    for bold in sorted(root.glob(pattern)):
+        ents = parse_entities(bold.name)
+        if ents.get("task") != task or ents.get("space") != space or ents.get("desc") != "preproc":
+            continue
+        base = {k: v for k, v in ents.items() if k not in ("space", "res", "desc")}
+        conf = bold.parent / bids_name(base, "desc-confounds_timeseries", ".tsv")
+        mask = bold.parent / bids_name({**ents, "desc": "brain"}, "mask", ".nii.gz")
+        pid = f"sub-{ents['sub']}"
+        ses = ents.get("ses")
+        missing = [(p, what) for p, what in ((conf, "confounds file"), (mask, "brain mask")) if not p.exists()]
+        if missing:
+            for p, what in missing:
+                problems.append(
+                    dict(participant_id=pid, session=ses or "", step="discover", status="failed",
+                         reason=f"{what} missing: {p}")
+                )
+            continue
+        scans.append(
+            Scan(pid, ses, tuple(sorted(ents.items())), str(bold), str(conf), str(mask), scan_key(ents))
+        )
+    return scans, problems
+
+
+def match_participants(
+    scans: list[Scan], problems: list[dict[str, str]], participants: pd.DataFrame
+) -> tuple[list[Scan], list[dict[str, str]]]:
+    """Keep scans whose subject has a participants row; report both kinds of mismatch in QC rows."""
+    known = set(participants["participant_id"])
+    with_data = {s.participant_id for s in scans} | {p["participant_id"] for p in problems}
+    rows = list(problems)
+    kept = []
+    for s in scans:
+        if s.participant_id in known:
+            kept.append(s)
+        else:
+            rows.append(dict(participant_id=s.participant_id, session=s.session or "", step="discover",
+                             status="failed", reason=f"has data ({s.bold}) but no row in participants.tsv"))
+    for pid in sorted(known - with_data):
+        rows.append(dict(participant_id=pid, session="", step="discover", status="failed",
+                         reason="in participants.tsv but no preprocessed BOLD found for the task and space"))
+    return kept, rows
+
+
+def read_participants(path: str | Path, required: list[str]) -> pd.DataFrame:
+    """Read participants.tsv, checking participant_id format and the configured columns.
+
+    ``required`` are the group / covariate / site columns the config names; a missing column
+    or participant_id that is not ``sub-<label>`` raises InputError naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"participants table not found: {path}")
+    df = pd.read_csv(path, sep="\t", dtype={"participant_id": str}, na_values=["n/a", "NA", ""])
+    missing = [c for c in ["participant_id", *required] if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: column(s) {', '.join(missing)} missing (columns: {', '.join(df.columns)})")
+    bad = df.loc[~df["participant_id"].astype(str).str.match(r"^sub-[a-zA-Z0-9]+$"), "participant_id"]
+    if len(bad):
+        raise InputError(f"{path}: participant_id {bad.iloc[0]!r} is not of the form sub-<label>")
+    dup = df.loc[df["participant_id"].duplicated(), "participant_id"]
+    if len(dup):
+        raise InputError(f"{path}: participant_id {dup.iloc[0]} appears more than once")
+    return df
+
+
+def derivative_path(output_dir: str | Path, key: str, space: str | None, desc: str, suffix: str, ext: str) -> Path:
+    """Output path under ``output_dir`` for a scan ``key`` (see :func:`scan_key`)."""
+    parts = [key]
+    if space:
+        parts.append(f"space-{space}")
+    parts.append(f"desc-{desc}")
+    return Path(output_dir) / ("_".join(parts) + f"_{suffix}{ext}")
+
+
+def read_json(path: str | Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that shape the numbers, for JSON sidecars."""
+    import importlib.metadata as md
+
+    out = {"rviflow": __version__}
+    for pkg in ("numpy", "scipy", "nibabel", "nilearn", "nipype", "pandas", "statsmodels"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_dataset_description(output_dir: str | Path, source_dirs: list[str]) -> None:
+    """BIDS-derivatives ``dataset_description.json`` at the root of the output tree."""
+    write_json(
+        Path(output_dir) / "dataset_description.json",
+        {
+            "Name": "rviflow derivatives",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "rviflow", "Version": __version__,
+                             "CodeURL": "https://github.com/rviflow/rviflow"}],
+            "SourceDatasets": [{"URL": f"file://{Path(d).resolve()}"} for d in source_dirs],
+        },
+    )

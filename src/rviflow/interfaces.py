@@ -1,0 +1,175 @@
+"""nipype interfaces: thin adapters over rviflow's pure functions.
+
+Each writes its outputs where it is told (absolute paths under the derivatives tree) plus a
+JSON sidecar with the parameters, QC numbers and software versions; nipype keeps its own
+provenance (inputs hash, runtime report) in the node's working directory.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NIPYPE_NO_ET", "1")  # no update check over the network
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+from nipype.interfaces.base import (  # noqa: E402
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from .bids_io import software_versions, write_json  # noqa: E402
+
+
+def _sidecar(path: str) -> str:
+    return path.replace(".nii.gz", ".json").replace(".tsv", ".json")
+
+
+class _DenoiseInputSpec(BaseInterfaceInputSpec):
+    bold_file = File(exists=True, mandatory=True, desc="fMRIPrep desc-preproc BOLD")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
+    strategy = traits.List(traits.Str, ["motion", "wm_csf"], usedefault=True)
+    motion = traits.Str("full", usedefault=True)
+    wm_csf = traits.Str("basic", usedefault=True)
+    global_signal = traits.Str("basic", usedefault=True)
+    scrub = traits.Bool(False, usedefault=True)
+    fd_threshold = traits.Float(0.5, usedefault=True)
+    std_dvars_threshold = traits.Float(1.5, usedefault=True)
+    scrub_min_segment = traits.Int(5, usedefault=True)
+    high_pass = traits.Either(None, traits.Float, default=0.01, usedefault=True)
+    low_pass = traits.Either(None, traits.Float, default=0.08, usedefault=True)
+    min_timepoints = traits.Int(50, usedefault=True)
+    out_file = traits.Str(mandatory=True, desc="output path of the denoised BOLD")
+
+
+class _DenoiseOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+    out_json = File(exists=True)
+
+
+class DenoiseBold(SimpleInterface):
+    """Confound regression + band-pass (:func:`rviflow.denoise.denoise_bold`)."""
+
+    input_spec = _DenoiseInputSpec
+    output_spec = _DenoiseOutputSpec
+
+    def _run_interface(self, runtime):
+        from .denoise import denoise_bold
+
+        i = self.inputs
+        params = dict(strategy=list(i.strategy), motion=i.motion, wm_csf=i.wm_csf, global_signal=i.global_signal,
+                      scrub=i.scrub, fd_threshold=i.fd_threshold, std_dvars_threshold=i.std_dvars_threshold,
+                      scrub_min_segment=i.scrub_min_segment, high_pass=i.high_pass, low_pass=i.low_pass,
+                      min_timepoints=i.min_timepoints)
+        img, qc = denoise_bold(i.bold_file, i.mask_file, **params)
+        nib.save(img, i.out_file)
+        side = _sidecar(i.out_file)
+        write_json(side, dict(status="ok", Sources=[i.bold_file], RepetitionTime=qc["tr_s"],
+                              Parameters=params, QC=qc, SoftwareVersions=software_versions()))
+        self._results.update(out_file=i.out_file, out_json=side)
+        return runtime
+
+
+class _ReHoInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="4-D time series")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask")
+    neighbourhood = traits.Enum(27, 19, 7, usedefault=True)
+    tie_correction = traits.Bool(True, usedefault=True)
+    smoothing_fwhm = traits.Float(0.0, usedefault=True, desc="FWHM (mm) applied to mReHo/zReHo; 0 = none")
+    out_reho = traits.Str(mandatory=True)
+    out_mreho = traits.Str(mandatory=True)
+    out_zreho = traits.Str(mandatory=True)
+    out_mask = traits.Str(mandatory=True, desc="voxels with ReHo (mask minus zero-variance voxels)")
+
+
+class _ReHoOutputSpec(TraitedSpec):
+    out_reho = File(exists=True)
+    out_mreho = File(exists=True)
+    out_zreho = File(exists=True)
+    out_mask = File(exists=True)
+    out_json = File(exists=True)
+
+
+class ComputeReHo(SimpleInterface):
+    """Kendall's W ReHo (:func:`rviflow.reho.reho_map`) and its mReHo / zReHo."""
+
+    input_spec = _ReHoInputSpec
+    output_spec = _ReHoOutputSpec
+
+    def _run_interface(self, runtime):
+        from .denoise import load_4d, load_mask
+        from .reho import normalise_reho, reho_map
+
+        i = self.inputs
+        img = load_4d(i.in_file)
+        mask = load_mask(i.mask_file, img.shape, img.affine)
+        w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, int(i.neighbourhood), i.tie_correction)
+        m, z = normalise_reho(w, used)
+        if i.smoothing_fwhm > 0:
+            from nilearn.image import smooth_img
+
+            m, z = (np.asarray(smooth_img(nib.Nifti1Image(a, img.affine), i.smoothing_fwhm).dataobj) * used
+                    for a in (m, z))
+        hdr = img.header.copy()
+        hdr.set_data_shape(img.shape[:3])
+        hdr.set_data_dtype(np.float32)
+        for path, arr in ((i.out_reho, w), (i.out_mreho, m), (i.out_zreho, z)):
+            nib.save(nib.Nifti1Image(arr.astype(np.float32), img.affine, hdr), path)
+        nib.save(nib.Nifti1Image(used.astype(np.uint8), img.affine), i.out_mask)
+        qc = dict(n_voxels_mask=int(mask.sum()), n_voxels_zero_variance=int(mask.sum() - used.sum()),
+                  mean_reho=float(w[used].mean()), n_timepoints=int(img.shape[3]))
+        side = _sidecar(i.out_reho)
+        write_json(side, dict(status="ok", Sources=[i.in_file], Measure="ReHo (Kendall's W)",
+                              Parameters=dict(neighbourhood=int(i.neighbourhood), tie_correction=i.tie_correction,
+                                              smoothing_fwhm_mreho_zreho=i.smoothing_fwhm),
+                              QC=qc, SoftwareVersions=software_versions()))
+        self._results.update(out_reho=i.out_reho, out_mreho=i.out_mreho, out_zreho=i.out_zreho,
+                             out_mask=i.out_mask, out_json=side)
+        return runtime
+
+
+class _ParcellateInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="3-D map")
+    valid_mask = File(exists=True, desc="voxels with data")
+    atlas_image = File(exists=True, mandatory=True)
+    atlas_labels = File(exists=True, mandatory=True)
+    measure = traits.Str(mandatory=True)
+    participant_id = traits.Str(mandatory=True)
+    session = traits.Str("", usedefault=True)
+    out_file = traits.Str(mandatory=True, desc="output TSV: one row, a column per region")
+
+
+class _ParcellateOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+    out_json = File(exists=True)
+
+
+class ParcellateMap(SimpleInterface):
+    """Regional means (:func:`rviflow.parcellate.parcellate_image`) as a one-row TSV."""
+
+    input_spec = _ParcellateInputSpec
+    output_spec = _ParcellateOutputSpec
+
+    def _run_interface(self, runtime):
+        import pandas as pd
+
+        from .parcellate import parcellate_image
+
+        i = self.inputs
+        valid = i.valid_mask if i.valid_mask else None
+        means, counts = parcellate_image(i.in_file, i.atlas_image, i.atlas_labels, valid)
+        row = pd.DataFrame([means.to_numpy()], columns=means.index)
+        row.insert(0, "session", i.session)
+        row.insert(0, "participant_id", i.participant_id)
+        row.to_csv(i.out_file, sep="\t", index=False, na_rep="n/a")
+        empty = [str(r) for r in counts.index[counts.to_numpy() == 0]]
+        side = _sidecar(i.out_file)
+        write_json(side, dict(status="ok", Sources=[i.in_file], Measure=i.measure, Atlas=i.atlas_image,
+                              QC=dict(n_regions=int(len(means)), empty_regions=empty,
+                                      voxels_per_region=counts.astype(int).to_dict()),
+                              SoftwareVersions=software_versions()))
+        self._results.update(out_file=i.out_file, out_json=side)
+        return runtime

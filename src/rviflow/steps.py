@@ -1,0 +1,160 @@
+"""Running one per-subject step: a nipype node, with bad input recorded instead of lost.
+
+A per-subject step either succeeds (outputs + JSON sidecar with ``"status": "ok"``) or, on an
+:class:`~rviflow.errors.InputError`, prints one line naming the subject, the step and the
+problem. With ``on_error="exclude"`` (the default) it then writes a sidecar with
+``"status": "failed"`` and the reason, and leaves its other outputs as 0-byte placeholders so
+that the remaining subjects and the cohort stage still run; downstream steps see the failed
+sidecar and pass the failure on without reading the placeholders. With ``on_error="fail"``
+the job fails as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .bids_io import read_json, write_json
+from .errors import InputError
+
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+_INPUT_ERROR_RE = re.compile(r"rviflow\.errors\.InputError: (.*)$", re.MULTILINE)
+
+
+def run_node(interface, name: str, work_dir: str | Path, **inputs) -> None:
+    """Run a nipype interface as a Node whose working directory (provenance) is ``work_dir``.
+
+    Snakemake decides what needs to run, so nipype's own result cache is bypassed
+    (``overwrite=True``): a stale cache must never stand in for a re-run.
+    """
+    from nipype import Node, config, logging as nlogging
+
+    config.set("execution", "remove_unnecessary_outputs", "false")
+    config.set("monitoring", "enabled", "false")
+    for logger in ("nipype.workflow", "nipype.interface"):  # our one-line message says it
+        nlogging.getLogger(logger).setLevel(logging.CRITICAL)
+    node = Node(interface, name=name, base_dir=str(work_dir))
+    node.overwrite = True
+    for key, value in inputs.items():
+        setattr(node.inputs, key, value)
+    try:
+        node.run()
+    except Exception as exc:
+        # nipype re-raises interface errors as NodeExecutionError carrying only the traceback
+        # text; recover our one-line InputError from it so the user sees that line.
+        found = _INPUT_ERROR_RE.findall(str(exc))
+        if found:
+            raise InputError(found[-1].strip()) from None
+        raise
+
+
+def upstream_failure(sidecars: list[str | Path]) -> dict | None:
+    """The first failed status record among upstream sidecars, if any."""
+    for side in sidecars:
+        if Path(side).exists() and Path(side).stat().st_size:
+            rec = read_json(side)
+            if rec.get("status") == "failed":
+                return rec
+    return None
+
+
+def record_failure(outputs: list[str | Path], sidecar: str | Path, record: dict) -> None:
+    """Write the failed-status sidecar and 0-byte placeholders for the other outputs."""
+    for out in outputs:
+        if str(out) != str(sidecar):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_bytes(b"")
+    write_json(sidecar, {**record, "status": "failed"})
+
+
+def run_subject_step(
+    step: str, participant_id: str, func: Callable[[], None], outputs: list[str], sidecar: str,
+    upstream: list[str] = (), on_error: str = "exclude",
+) -> bool:
+    """Run ``func`` for one subject's step; returns True when it produced real outputs."""
+    prior = upstream_failure(list(upstream))
+    if prior is not None:
+        record_failure(outputs, sidecar, {**prior, "participant_id": participant_id})
+        return False
+    try:
+        func()
+    except Exception as exc:  # nipype may wrap our InputError; find it in the chain
+        err = _find_input_error(exc)
+        if err is None:
+            raise
+        message = str(err)
+        if not message.startswith(participant_id):
+            message = f"{participant_id}: {message}"
+        print(f"rviflow {step}: {message}", file=sys.stderr)
+        if on_error == "fail":
+            raise SystemExit(f"rviflow {step}: {message}") from None
+        record_failure(outputs, sidecar, dict(participant_id=participant_id, step=step, reason=message))
+        return False
+    return True
+
+
+def _find_input_error(exc: BaseException) -> InputError | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, InputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _log(log: str | None, message: str) -> None:
+    if log:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(message + "\n")
+
+
+def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: str, participant_id: str,
+                 options: dict, on_error: str = "exclude", log: str | None = None) -> bool:
+    """Per-scan denoising through the :class:`~rviflow.interfaces.DenoiseBold` node."""
+    from .interfaces import DenoiseBold
+
+    def go():
+        run_node(DenoiseBold(), "denoise", work_dir, bold_file=bold, mask_file=mask, out_file=out_bold, **options)
+
+    ok = run_subject_step("denoise", participant_id, go, [out_bold, out_json], out_json, [], on_error)
+    _log(log, f"denoise {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
+    return ok
+
+
+def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], work_dir: str, participant_id: str,
+              options: dict, on_error: str = "exclude", log: str | None = None) -> bool:
+    """Per-scan ReHo through the :class:`~rviflow.interfaces.ComputeReHo` node.
+
+    ``outputs`` has keys reho, mreho, zreho, mask, json.
+    """
+    from .interfaces import ComputeReHo
+
+    def go():
+        run_node(ComputeReHo(), "reho", work_dir, in_file=bold, mask_file=mask, out_reho=outputs["reho"],
+                 out_mreho=outputs["mreho"], out_zreho=outputs["zreho"], out_mask=outputs["mask"], **options)
+
+    ok = run_subject_step("reho", participant_id, go, list(outputs.values()), outputs["json"], [bold_json], on_error)
+    _log(log, f"reho {participant_id}: {'ok' if ok else read_json(outputs['json'])['reason']}")
+    return ok
+
+
+def parcellate_step(in_map: str, in_json: str, valid_mask: str, atlas_image: str, atlas_labels: str, measure: str,
+                    out_tsv: str, out_json: str, work_dir: str, participant_id: str, session: str,
+                    on_error: str = "exclude", log: str | None = None) -> bool:
+    """Per-scan parcellation through the :class:`~rviflow.interfaces.ParcellateMap` node."""
+    from .interfaces import ParcellateMap
+
+    def go():
+        run_node(ParcellateMap(), f"parcellate_{measure}", work_dir, in_file=in_map, valid_mask=valid_mask,
+                 atlas_image=atlas_image, atlas_labels=atlas_labels, measure=measure,
+                 participant_id=participant_id, session=session or "", out_file=out_tsv)
+
+    ok = run_subject_step("parcellate", participant_id, go, [out_tsv, out_json], out_json, [in_json], on_error)
+    _log(log, f"parcellate {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
+    return ok

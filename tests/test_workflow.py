@@ -1,0 +1,139 @@
+"""Real snakemake runs on synthetic cohorts: outputs, planted-effect recovery, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+SPACE = "MNI152NLin2009cAsym"
+
+
+def test_pipeline_writes_every_output(pipeline_run):
+    proc, out, cohort = pipeline_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "rviflow"
+    participants = pd.read_csv(cohort["participants"], sep="\t")
+    for pid in participants["participant_id"]:
+        func = out / pid / "func"
+        stem = f"{pid}_task-rest_space-{SPACE}"
+        for desc_ in ("reho", "mreho", "zreho"):
+            img = nib.load(func / f"{stem}_desc-{desc_}_bold.nii.gz")
+            assert img.ndim == 3
+        side = json.loads((func / f"{stem}_desc-reho_bold.json").read_text())
+        assert side["status"] == "ok" and side["Parameters"]["neighbourhood"] == 27
+        assert "nilearn" in side["SoftwareVersions"]
+        w = np.asarray(nib.load(func / f"{stem}_desc-reho_bold.nii.gz").dataobj)
+        mask = np.asarray(nib.load(func / f"{stem}_desc-reho_mask.nii.gz").dataobj) > 0
+        assert 0 < w[mask].min() and w[mask].max() <= 1 and (w[~mask] == 0).all()
+        z = np.asarray(nib.load(func / f"{stem}_desc-zreho_bold.nii.gz").dataobj)[mask]
+        assert abs(z.mean()) < 1e-4 and abs(z.std(ddof=1) - 1) < 1e-3
+        # nipype provenance is kept under the output tree
+        assert (out / "work" / "reho" / pid / "func" / f"{pid}_task-rest" / "reho" / "_report").is_dir()
+    parcels = pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")
+    assert list(parcels.columns[:2]) == ["participant_id", "session"]
+    assert len(parcels) == len(participants) and parcels.shape[1] == 2 + 83
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    for col in ("measure", "region", "d", "ci_low", "ci_high", "p", "q_fdr", "n_case", "n_control"):
+        assert col in eff.columns
+    assert len(eff) == 83 and (eff["ci_low"] < eff["d"]).all() and (eff["d"] < eff["ci_high"]).all()
+    assert (eff["n_case"] == 8).all() and (eff["n_control"] == 8).all()
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
+    assert list(qc.columns[:1]) == ["participant_id"] and {"step", "status", "reason"} <= set(qc.columns)
+    assert (qc["status"] == "ok").all()
+    assert set(qc["step"]) == {"denoise", "reho", "parcellate", "cohort_reho"}
+
+
+def test_planted_reho_deficit_is_recovered(pipeline_run):
+    """Planted truth (truth/effects.tsv) vs the recovered d: sign, and larger than elsewhere."""
+    proc, out, cohort = pipeline_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    truth = pd.read_csv(cohort["truth"] / "effects.tsv", sep="\t")
+    m = eff.merge(truth, on="region")
+    planted = m["planted_d"] != 0
+    assert planted.sum() == 12
+    assert m.loc[planted, "d"].mean() < 0 and np.sign(m.loc[planted, "d"].median()) == np.sign(m.loc[planted, "planted_d"].iloc[0])
+    assert m.loc[planted, "d"].abs().mean() > m.loc[~planted, "d"].abs().mean()
+
+
+def test_rerun_is_a_no_op(pipeline_run):
+    proc, out, cohort = pipeline_run
+    cfg = out.parents[1] / "config.yaml"
+    dry = run_snakemake(cfg, out.parents[1], "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_config_schema_failure_names_the_key(tmp_path, cohort16):
+    cfg = write_config(tmp_path / "c.yaml", cohort16, tmp_path / "out")
+    data = (tmp_path / "c.yaml").read_text().replace("task: rest\n", "")
+    (tmp_path / "c.yaml").write_text(data)
+    proc = run_snakemake(cfg, tmp_path)
+    assert proc.returncode != 0
+    assert "'task' is a required property" in proc.stderr
+    assert not (tmp_path / "out").exists()  # failed before any job ran
+
+    cfg = write_config(tmp_path / "c2.yaml", cohort16, tmp_path / "out", reho={"neighbourhood": 8})
+    proc = run_snakemake(cfg, tmp_path)
+    assert proc.returncode != 0 and "neighbourhood" in proc.stderr and "8 is not one of [7, 19, 27]" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def broken_run(tmp_path_factory):
+    """6 subjects: sub-002 lost its confounds file, sub-004's BOLD is 3-D, sub-009 has no row."""
+    from rviflow.synth import write_cohort
+
+    root = tmp_path_factory.mktemp("broken")
+    cohort = write_cohort(root / "cohort", n_subjects=8, seed=5, n_sites=2)
+    func = cohort["fmriprep"] / "sub-002" / "func"
+    (func / "sub-002_task-rest_desc-confounds_timeseries.tsv").unlink()
+    bold4 = cohort["fmriprep"] / "sub-004" / "func" / f"sub-004_task-rest_space-{SPACE}_desc-preproc_bold.nii.gz"
+    img = nib.load(bold4)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine), bold4)
+    extra = cohort["fmriprep"] / "sub-009"
+    shutil.copytree(cohort["fmriprep"] / "sub-001", extra)
+    for f in extra.glob("func/*"):
+        f.rename(f.with_name(f.name.replace("sub-001", "sub-009")))
+    out = root / "out"
+    cfg = write_config(root / "config.yaml", cohort, out, min_per_group=2)
+    return run_snakemake(cfg, root), out
+
+
+def test_missing_confounds_one_clear_message(broken_run):
+    proc, out = broken_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "sub-002" in ln and "confounds" in ln]
+    assert len(lines) == 1, lines
+    assert "sub-002_task-rest_desc-confounds_timeseries.tsv" in lines[0]
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
+    row = qc[qc["participant_id"] == "sub-002"]
+    assert list(row["status"]) == ["failed"] and "confounds file missing" in row["reason"].iloc[0]
+
+
+def test_bad_subject_is_excluded_and_others_kept(broken_run):
+    proc, out = broken_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "sub-004" in ln and "3 dimensions" in ln]
+    assert len(lines) >= 1 and "desc-preproc_bold.nii.gz" in lines[0]
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
+    bad = qc[(qc["participant_id"] == "sub-004") & (qc["status"] == "failed")]
+    assert len(bad) == 1 and bad["step"].iloc[0] == "denoise" and "4-D" in bad["reason"].iloc[0]
+    orphan = qc[qc["participant_id"] == "sub-009"]
+    assert list(orphan["status"]) == ["failed"] and "no row in participants.tsv" in orphan["reason"].iloc[0]
+    parcels = pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")
+    assert sorted(parcels["participant_id"]) == ["sub-001", "sub-003", "sub-005", "sub-006", "sub-007", "sub-008"]
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    assert (eff["n_case"] + eff["n_control"] == 6).all() and eff["d"].notna().all()
+    # the failed step leaves a status sidecar saying why, never a number
+    side = out / "sub-004" / "func" / f"sub-004_task-rest_space-{SPACE}_desc-reho_parcels.json"
+    assert json.loads(side.read_text())["status"] == "failed"

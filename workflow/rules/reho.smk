@@ -1,0 +1,50 @@
+# Per scan: nuisance regression + band-pass, then ReHo (Kendall's W). Each runs a nipype node.
+
+
+rule denoise:
+    input:
+        bold=lambda w: scan_of(w).bold,
+        mask=lambda w: scan_of(w).mask,
+        confounds=lambda w: scan_of(w).confounds,
+    output:
+        bold=out_path("denoised", "bold", ".nii.gz") if config["denoise"]["keep_denoised"] else temp(out_path("denoised", "bold", ".nii.gz")),
+        json=out_path("denoised", "bold", ".json"),
+    params:
+        participant_id=lambda w: scan_of(w).participant_id,
+        options={k: v for k, v in config["denoise"].items() if k != "keep_denoised"},
+        work_dir=lambda w: work_dir("denoise", w.scan),
+        on_error=config["on_subject_error"],
+    log:
+        log_path("denoise"),
+    group:
+        "subject"
+    conda:
+        os.path.join(ENVS, "reho.yaml")
+    script:
+        "../../scripts/denoise.py"
+
+
+rule reho:
+    input:
+        bold=rules.denoise.output.bold,
+        bold_json=rules.denoise.output.json,
+        mask=lambda w: scan_of(w).mask,
+    output:
+        reho=out_path("reho", "bold", ".nii.gz"),
+        mreho=out_path("mreho", "bold", ".nii.gz"),
+        zreho=out_path("zreho", "bold", ".nii.gz"),
+        mask=out_path("reho", "mask", ".nii.gz"),
+        json=out_path("reho", "bold", ".json"),
+    params:
+        participant_id=lambda w: scan_of(w).participant_id,
+        options={k: config["reho"][k] for k in ("neighbourhood", "tie_correction", "smoothing_fwhm")},
+        work_dir=lambda w: work_dir("reho", w.scan),
+        on_error=config["on_subject_error"],
+    log:
+        log_path("reho"),
+    group:
+        "subject"
+    conda:
+        os.path.join(ENVS, "reho.yaml")
+    script:
+        "../../scripts/reho.py"
