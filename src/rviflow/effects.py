@@ -1,10 +1,15 @@
 """Covariate-adjusted case-control effect sizes per region (ENIGMA convention).
 
 For each region an ordinary least-squares model ``value ~ group + covariates`` (statsmodels) is
-fitted on the subjects with a value; Cohen's d is taken from the group t statistic as the
-ENIGMA working groups do, d = t (n1 + n2) / (sqrt(n1 n2) sqrt(df)), with the Hedges & Olkin
-standard error sqrt((n1 + n2) / (n1 n2) + d^2 / (2 (n1 + n2))) for the 95% CI, and
-Benjamini-Hochberg q over the regions of one measure.
+fitted on the subjects with a value. Cohen's d is the covariate-adjusted group difference over
+the residual standard deviation, d = beta_case / sigma_resid; without covariates this is the
+classical d with the pooled SD. Its standard error, sqrt((se_beta / sigma)^2 + d^2 / (2 df)),
+reduces to the Hedges & Olkin form without covariates; the 95% CI is d -/+ 1.96 SE; p is the
+OLS t test of beta_case; q is Benjamini-Hochberg over the regions of one measure.
+
+ENIGMA's d from t, t (n1 + n2) / (sqrt(n1 n2) sqrt(df)), agrees when group and covariates are
+uncorrelated but shrinks towards 0 when they are correlated (e.g. older cases), so it is not
+used here; :func:`cohens_d_from_t` keeps it for comparison with published ENIGMA tables.
 """
 
 from __future__ import annotations
@@ -59,9 +64,9 @@ def cohens_d_from_t(t: np.ndarray, n1: np.ndarray, n2: np.ndarray, dof: np.ndarr
     return t * (n1 + n2) / (np.sqrt(n1 * n2) * np.sqrt(dof))
 
 
-def d_standard_error(d: np.ndarray, n1: np.ndarray, n2: np.ndarray) -> np.ndarray:
-    """Hedges & Olkin (1985) large-sample standard error of d."""
-    return np.sqrt((n1 + n2) / (n1 * n2) + d**2 / (2.0 * (n1 + n2)))
+def d_standard_error(se_beta_over_sigma: np.ndarray, d: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Large-sample SE of the adjusted d (Hedges & Olkin 1985, generalised to a linear model)."""
+    return np.sqrt(se_beta_over_sigma**2 + d**2 / (2.0 * dof))
 
 
 def effect_sizes(
@@ -102,14 +107,15 @@ def effect_sizes(
         X = X.loc[:, X.std(ddof=0).gt(0) | X.columns.isin(["intercept", "case"])]
         fit = sm.OLS(y[ok].to_numpy(float), X.to_numpy(float)).fit()
         k = list(X.columns).index("case")
+        sigma = np.sqrt(fit.scale)
         rows.append(dict(measure=measure, region=region, t=fit.tvalues[k], p=fit.pvalues[k],
-                         n_case=n1, n_control=n2, dof=fit.df_resid))
+                         n_case=n1, n_control=n2, dof=fit.df_resid, d=fit.params[k] / sigma,
+                         se_rel=fit.bse[k] / sigma))
     out = pd.DataFrame(rows)
-    d = cohens_d_from_t(out["t"].to_numpy(), out["n_case"].to_numpy(float), out["n_control"].to_numpy(float),
-                        out["dof"].to_numpy(float))
-    se = d_standard_error(d, out["n_case"].to_numpy(float), out["n_control"].to_numpy(float))
     z = stats.norm.ppf(0.975)
-    out["d"], out["se"] = d, se
+    d = out["d"].to_numpy()
+    se = d_standard_error(out["se_rel"].to_numpy(), d, out["dof"].to_numpy(float))
+    out["se"] = se
     out["ci_low"], out["ci_high"] = d - z * se, d + z * se
     out["q_fdr"] = multipletests(out["p"].to_numpy(), method="fdr_bh")[1]
     return out[EFFECT_COLUMNS]

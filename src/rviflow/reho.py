@@ -85,7 +85,9 @@ def rank_series(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ranks = np.empty((n_vox, n_t), dtype=np.float32)
     ties = np.zeros(n_vox)
     ordinal = np.arange(1, n_t + 1, dtype=np.float32)
-    np.put_along_axis(ranks, order, np.broadcast_to(ordinal, (n_vox, n_t)), axis=1)
+    flat = order + (np.arange(n_vox) * n_t)[:, None]  # faster than put_along_axis
+    ranks.reshape(-1)[flat.reshape(-1)] = np.broadcast_to(ordinal, (n_vox, n_t)).reshape(-1)
+    del flat
     new_group = np.ones((n_vox, n_t), dtype=bool)
     np.not_equal(xs[:, 1:], xs[:, :-1], out=new_group[:, 1:])
     tied = np.flatnonzero(~new_group.all(axis=1))

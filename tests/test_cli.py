@@ -1,0 +1,47 @@
+"""The rviflow command line: synth writes the planted truth, reho works like 3dReHo on one file."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from rviflow.cli import main
+from rviflow.reho import reho_map
+
+
+def test_synth_writes_cohort_and_truth(tmp_path):
+    assert main(["synth", "--out", str(tmp_path), "--subjects", "6", "--seed", "1", "--timepoints", "60"]) == 0
+    truth = pd.read_csv(tmp_path / "truth" / "effects.tsv", sep="\t")
+    assert list(truth.columns) == ["measure", "region", "planted_d"]
+    assert len(truth) == 83 and (truth["planted_d"] < 0).sum() == 12 and (truth["planted_d"] == 0).sum() == 71
+    parts = pd.read_csv(tmp_path / "bids" / "participants.tsv", sep="\t")
+    assert list(parts.columns) == ["participant_id", "diagnosis", "age", "sex", "site"]
+    assert sorted(parts["diagnosis"].value_counts()) == [3, 3] and parts["site"].nunique() == 3
+    bold = tmp_path / "derivatives/fmriprep/sub-001/func/sub-001_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
+    img = nib.load(bold)
+    assert img.shape[3] == 60 and np.allclose(np.diag(img.affine)[:3], 4)
+    assert (tmp_path / "bids/sub-001/func/sub-001_task-rest_bold.json").exists()
+    conf = pd.read_csv(bold.parent / "sub-001_task-rest_desc-confounds_timeseries.tsv", sep="\t")
+    assert {"trans_x", "rot_z_derivative1_power2", "framewise_displacement", "white_matter", "csf"} <= set(conf)
+
+
+def test_reho_command(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(6, 5, 4, 30)).astype(np.float32)
+    data[:3] = data[0, 0, 0]  # identical series in the x < 3 half: W = 1 away from its border
+    mask = np.ones(data.shape[:3], np.uint8)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "bold.nii.gz")
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), tmp_path / "mask.nii.gz")
+    rc = main(["reho", str(tmp_path / "bold.nii.gz"), "--mask", str(tmp_path / "mask.nii.gz"),
+               "--out", str(tmp_path / "w.nii.gz"), "--neighbourhood", "19"])
+    assert rc == 0
+    w = np.asarray(nib.load(tmp_path / "w.nii.gz").dataobj)
+    ref, _ = reho_map(data, mask > 0, 19)
+    assert np.array_equal(w, ref)
+    assert np.allclose(w[:2], 1.0, atol=1e-6) and w[4:].max() < 0.6
+
+    nib.save(nib.Nifti1Image(data[..., 0], np.eye(4)), tmp_path / "3d.nii.gz")
+    rc = main(["reho", str(tmp_path / "3d.nii.gz"), "--out", str(tmp_path / "x.nii.gz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "3d.nii.gz" in err[0] and "4-D" in err[0]
