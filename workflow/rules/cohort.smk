@@ -1,4 +1,5 @@
-# Cohort: stack the per-scan parcel rows, QC table, covariate-adjusted effect sizes.
+# Cohort: stack the per-scan parcel rows, QC table, covariate-adjusted effect sizes of every
+# measure in MEASURES (each stage makes group/parcels_<m>.tsv and group/qc/steps_<m>.tsv).
 
 
 rule collect_reho:
@@ -20,13 +21,13 @@ rule collect_reho:
 
 rule effect_sizes:
     input:
-        tables=[group_path("parcels_reho.tsv")],
+        tables=[group_path(f"parcels_{m}.tsv") for m in MEASURES],
         participants=PARTICIPANTS_TSV,
     output:
         effects=group_path("effect_sizes.tsv"),
         qc=group_path("qc/cohort.tsv"),
     params:
-        measures=["reho"],
+        measures=MEASURES,
         groups=GROUPS,
         covariates=config["covariates"],
         site_column=config["site_column"],
@@ -41,7 +42,7 @@ rule effect_sizes:
 
 rule qc_table:
     input:
-        steps=[group_path("qc/steps_reho.tsv")],
+        steps=[group_path(f"qc/steps_{m}.tsv") for m in MEASURES],
         cohort=group_path("qc/cohort.tsv"),
     output:
         group_path("qc.tsv"),
@@ -53,3 +54,17 @@ rule qc_table:
         os.path.join(ENVS, "cohort.yaml")
     script:
         "../../scripts/qc_table.py"
+
+
+rule dataset_description:
+    output:
+        os.path.join(OUT, "dataset_description.json"),
+    params:
+        sources=[config["bids_dir"], config["fmriprep_dir"]],
+    log:
+        os.path.join(OUT, "logs", "dataset_description.log"),
+    localrule: True
+    conda:
+        os.path.join(ENVS, "cohort.yaml")
+    script:
+        "../../scripts/dataset_description.py"

@@ -10,6 +10,9 @@ OUT = config["output_dir"]
 SPACE = config["space"]
 GROUPS = config["groups"]
 ENVS = os.path.join(workflow.basedir, "envs")
+#: regional measures with a group/parcels_<measure>.tsv; each stage's .smk appends its own
+#: (reho.smk: "reho") and provides rules making group/parcels_<m>.tsv + group/qc/steps_<m>.tsv
+MEASURES = []
 
 
 def _load_cohort():
@@ -70,21 +73,8 @@ def per_scan(desc, suffix, ext):
 def rviflow_targets():
     return [
         os.path.join(OUT, "dataset_description.json"),
-        group_path("parcels_reho.tsv"),
+        *[group_path(f"parcels_{m}.tsv") for m in MEASURES],
         group_path("effect_sizes.tsv"),
         group_path("qc.tsv"),
     ]
 
-
-rule dataset_description:
-    output:
-        os.path.join(OUT, "dataset_description.json"),
-    params:
-        sources=[config["bids_dir"], config["fmriprep_dir"]],
-    log:
-        os.path.join(OUT, "logs", "dataset_description.log"),
-    localrule: True
-    conda:
-        os.path.join(ENVS, "cohort.yaml")
-    script:
-        "../../scripts/dataset_description.py"

@@ -1,4 +1,5 @@
 # Per scan: nuisance regression + band-pass, then ReHo (Kendall's W). Each runs a nipype node.
+MEASURES.append("reho")
 
 
 rule denoise:
