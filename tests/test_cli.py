@@ -14,9 +14,10 @@ def test_synth_writes_cohort_and_truth(tmp_path):
     assert main(["synth", "--out", str(tmp_path), "--subjects", "6", "--seed", "1", "--timepoints", "60"]) == 0
     truth = pd.read_csv(tmp_path / "truth" / "effects.tsv", sep="\t")
     assert list(truth.columns) == ["measure", "region", "planted_d"]
-    assert len(truth) == 83 and (truth["planted_d"] < 0).sum() == 12 and (truth["planted_d"] == 0).sum() == 71
+    reho = truth[truth["measure"] == "reho"]
+    assert len(reho) == 83 and (reho["planted_d"] < 0).sum() == 12 and (reho["planted_d"] == 0).sum() == 71
     parts = pd.read_csv(tmp_path / "bids" / "participants.tsv", sep="\t")
-    assert list(parts.columns) == ["participant_id", "diagnosis", "age", "sex", "site"]
+    assert list(parts.columns[:5]) == ["participant_id", "diagnosis", "age", "sex", "site"]
     assert sorted(parts["diagnosis"].value_counts()) == [3, 3] and parts["site"].nunique() == 3
     bold = tmp_path / "derivatives/fmriprep/sub-001/func/sub-001_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
     img = nib.load(bold)
@@ -45,3 +46,30 @@ def test_reho_command(tmp_path, capsys):
     rc = main(["reho", str(tmp_path / "3d.nii.gz"), "--out", str(tmp_path / "x.nii.gz")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "3d.nii.gz" in err[0] and "4-D" in err[0]
+
+
+def test_demo_writes_cohort_and_reusable_config(tmp_path):
+    """`rviflow demo` writes the cohort and DIR/config.yaml and hands extra args to snakemake
+    (here a dry run, which validates the config and builds the whole DAG)."""
+    import yaml
+
+    rc = main(["demo", "--out", str(tmp_path), "--subjects", "6", "--", "--dry-run", "--quiet"])
+    assert rc == 0
+    cfg = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert cfg["output_dir"] == str((tmp_path / "derivatives" / "rviflow").resolve())
+    assert (tmp_path / "truth" / "effects.tsv").exists() and (tmp_path / "bids" / "participants.tsv").exists()
+
+
+def test_run_passes_snakemake_arguments(tmp_path):
+    from rviflow.synth import write_cohort
+    import yaml
+
+    cohort = write_cohort(tmp_path / "c", n_subjects=4, seed=0, n_timepoints=60)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(dict(bids_dir=str(cohort["bids"]), fmriprep_dir=str(cohort["fmriprep"]),
+                                       output_dir=str(tmp_path / "out"), task="rest", space="MNI152NLin2009cAsym")))
+    assert main(["run", "--configfile", str(cfg), "--dry-run", "--quiet", "--directory", str(tmp_path)]) == 0
+    assert not (tmp_path / "out").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text().replace("task: rest", "task: rest_state"))
+    assert main(["run", "--configfile", str(bad), "--dry-run", "--directory", str(tmp_path)]) != 0
