@@ -7,9 +7,10 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-_SRC = os.path.join(workflow.basedir, "src")
-sys.path.insert(0, _SRC)  # rviflow for the rules' own Python
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)  # and for jobs
+# rviflow for the rules' own Python. Jobs (script: files, also in conda envs, where Snakemake
+# blocks PYTHONPATH) import it through scripts/rviflow, a link to src/rviflow: Snakemake puts
+# a script's folder on its sys.path.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
 validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 
@@ -17,7 +18,11 @@ validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/reho.smk"
 include: "workflow/rules/parcellate.smk"
+include: "workflow/rules/cbf.smk"
+include: "workflow/rules/cohort_inputs.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/transcriptomics.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

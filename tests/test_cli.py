@@ -19,6 +19,12 @@ def test_synth_writes_cohort_and_truth(tmp_path):
     parts = pd.read_csv(tmp_path / "bids" / "participants.tsv", sep="\t")
     assert list(parts.columns[:5]) == ["participant_id", "diagnosis", "age", "sex", "site"]
     assert sorted(parts["diagnosis"].value_counts()) == [3, 3] and parts["site"].nunique() == 3
+    thick = truth[truth["measure"] == "thickness"]  # a third of ReHo's planted deficit, same regions
+    assert len(thick) == 68 and (thick["planted_d"] == -0.4).sum() == 12
+    assert set(thick.loc[thick["planted_d"] < 0, "region"]) == set(reho.loc[reho["planted_d"] < 0, "region"])
+    assert parts.loc[parts["diagnosis"] == "MDD", "hamd"].min() >= 0 and parts["hamd"].notna().all()
+    stats = tmp_path / "derivatives/fmriprep/sourcedata/freesurfer/sub-001/stats"
+    assert (stats / "lh.aparc.stats").exists() and (stats / "rh.aparc.stats").exists()
     bold = tmp_path / "derivatives/fmriprep/sub-001/func/sub-001_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"
     img = nib.load(bold)
     assert img.shape[3] == 60 and np.allclose(np.diag(img.affine)[:3], 4)

@@ -44,12 +44,13 @@ def test_pipeline_writes_every_output(pipeline_run):
     eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
     for col in ("measure", "region", "d", "ci_low", "ci_high", "p", "q_fdr", "n_case", "n_control"):
         assert col in eff.columns
-    assert len(eff) == 83 and (eff["ci_low"] < eff["d"]).all() and (eff["d"] < eff["ci_high"]).all()
+    assert (eff["measure"] == "reho").sum() == 83 and (eff["ci_low"] < eff["d"]).all() and (eff["d"] < eff["ci_high"]).all()
     assert (eff["n_case"] == 8).all() and (eff["n_control"] == 8).all()
     qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
     assert list(qc.columns[:1]) == ["participant_id"] and {"step", "status", "reason"} <= set(qc.columns)
     assert (qc["status"] == "ok").all()
-    assert set(qc["step"]) == {"denoise", "reho", "parcellate", "cohort_reho"}
+    assert set(qc["step"]) == {"denoise", "reho", "parcellate", "cohort_reho", "cbf", "parcellate_cbf", "cohort_cbf",
+                               "thickness", "cohort_thickness"}
 
 
 def test_planted_reho_deficit_is_recovered(pipeline_run):
@@ -58,7 +59,8 @@ def test_planted_reho_deficit_is_recovered(pipeline_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
     truth = pd.read_csv(cohort["truth"] / "effects.tsv", sep="\t")
-    m = eff.merge(truth, on="region")
+    m = eff.merge(truth, on=["measure", "region"])
+    m = m[m["measure"] == "reho"]
     planted = m["planted_d"] != 0
     assert planted.sum() == 12
     assert m.loc[planted, "d"].mean() < 0 and np.sign(m.loc[planted, "d"].median()) == np.sign(m.loc[planted, "planted_d"].iloc[0])
@@ -79,18 +81,19 @@ def test_config_schema_failure_names_the_key(tmp_path, cohort16):
     (tmp_path / "c.yaml").write_text(data)
     proc = run_snakemake(cfg, tmp_path)
     assert proc.returncode != 0
-    assert "'task' is a required property" in proc.stderr
+    assert "'task' is a required property" in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()  # failed before any job ran
 
     cfg = write_config(tmp_path / "c2.yaml", cohort16, tmp_path / "out", reho={"neighbourhood": 8})
     proc = run_snakemake(cfg, tmp_path)
-    assert proc.returncode != 0 and "neighbourhood" in proc.stderr and "8 is not one of [7, 19, 27]" in proc.stderr
+    assert proc.returncode != 0 and "neighbourhood" in proc.stdout + proc.stderr and "8 is not one of [7, 19, 27]" in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
 def broken_run(tmp_path_factory):
-    """6 subjects: sub-002 lost its confounds file, sub-004's BOLD is 3-D, sub-009 has no row."""
+    """6 subjects: sub-002 lost its confounds file, sub-004's BOLD is 3-D, sub-009 has no row;
+    sub-005's aslcontext has one row too many (its CBF fails, its ReHo does not)."""
     from rviflow.synth import write_cohort
 
     root = tmp_path_factory.mktemp("broken")
@@ -104,8 +107,13 @@ def broken_run(tmp_path_factory):
     shutil.copytree(cohort["fmriprep"] / "sub-001", extra)
     for f in extra.glob("func/*"):
         f.rename(f.with_name(f.name.replace("sub-001", "sub-009")))
+    ctx = cohort["bids"] / "sub-005" / "perf" / f"sub-005_space-{SPACE}_aslcontext.tsv"
+    ctx.write_text(ctx.read_text() + "label\n")
     out = root / "out"
-    cfg = write_config(root / "config.yaml", cohort, out, min_per_group=2)
+    # 6 subjects over 2 sites: too few for ComBat, RVI folds and nested CV (tested in test_cohort_workflow.py)
+    cohort_off = dict(harmonize=False, rvi={"enabled": False}, prediction={"enabled": False},
+                      colocalisation={"enabled": False})
+    cfg = write_config(root / "config.yaml", cohort, out, min_per_group=2, cohort=cohort_off)
     return run_snakemake(cfg, root), out
 
 
@@ -116,7 +124,8 @@ def test_missing_confounds_one_clear_message(broken_run):
     assert len(lines) == 1, lines
     assert "sub-002_task-rest_desc-confounds_timeseries.tsv" in lines[0]
     qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
-    row = qc[qc["participant_id"] == "sub-002"]
+    reho_chain = ["discover", "denoise", "reho", "parcellate", "cohort_reho"]  # (its CBF / thickness rows are ok)
+    row = qc[(qc["participant_id"] == "sub-002") & qc["step"].isin(reho_chain)]
     assert list(row["status"]) == ["failed"] and "confounds file missing" in row["reason"].iloc[0]
 
 
@@ -133,7 +142,23 @@ def test_bad_subject_is_excluded_and_others_kept(broken_run):
     parcels = pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")
     assert sorted(parcels["participant_id"]) == ["sub-001", "sub-003", "sub-005", "sub-006", "sub-007", "sub-008"]
     eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    eff = eff[eff["measure"] == "reho"]
     assert (eff["n_case"] + eff["n_control"] == 6).all() and eff["d"].notna().all()
     # the failed step leaves a status sidecar saying why, never a number
     side = out / "sub-004" / "func" / f"sub-004_task-rest_space-{SPACE}_desc-reho_parcels.json"
     assert json.loads(side.read_text())["status"] == "failed"
+
+
+def test_bad_asl_one_clear_message(broken_run):
+    """A bad ASL series: one line naming subject, file and field; CBF step failed in qc.tsv, ReHo kept."""
+    proc, out = broken_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "sub-005" in ln and "aslcontext" in ln]
+    assert len(lines) == 1, lines
+    assert "sub-005_space-MNI152NLin2009cAsym_aslcontext.tsv" in lines[0] and "volume_type" in lines[0]
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t", keep_default_na=False)
+    row = qc[(qc["participant_id"] == "sub-005") & (qc["status"] == "failed")]
+    assert list(row["step"]) == ["cbf"] and "10 rows but the ASL image has 9 volumes" in row["reason"].iloc[0]
+    cbf = pd.read_csv(out / "group" / "parcels_cbf.tsv", sep="\t")
+    assert "sub-005" not in set(cbf["participant_id"])
+    assert "sub-005" in set(pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")["participant_id"])

@@ -6,8 +6,11 @@ in rules or scripts).
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,28 +81,55 @@ def discover_scans(
     if not root.is_dir():
         raise InputError(f"fmriprep_dir {root} does not exist or is not a directory")
     scans, problems = [], []
-    pattern = f"sub-*/**/func/*_task-{task}_*space-{space}_*desc-preproc_bold.nii.gz"
-    for bold in sorted(root.glob(pattern)):
-        ents = parse_entities(bold.name)
-        if ents.get("task") != task or ents.get("space") != space or ents.get("desc") != "preproc":
-            continue
-        base = {k: v for k, v in ents.items() if k not in ("space", "res", "desc")}
-        conf = bold.parent / bids_name(base, "desc-confounds_timeseries", ".tsv")
-        mask = bold.parent / bids_name({**ents, "desc": "brain"}, "mask", ".nii.gz")
-        pid = f"sub-{ents['sub']}"
-        ses = ents.get("ses")
-        missing = [(p, what) for p, what in ((conf, "confounds file"), (mask, "brain mask")) if not p.exists()]
-        if missing:
-            for p, what in missing:
-                problems.append(
-                    dict(participant_id=pid, session=ses or "", step="discover", status="failed",
-                         reason=f"{what} missing: {p}")
-                )
-            continue
-        scans.append(
-            Scan(pid, ses, tuple(sorted(ents.items())), str(bold), str(conf), str(mask), scan_key(ents))
-        )
+    pattern = f"*_task-{task}_*space-{space}_*desc-preproc_bold.nii.gz"
+    for func, names in _func_listings(root):
+        for name in sorted(fnmatch.filter(names, pattern)):
+            _add_scan(func / name, names, task, space, scans, problems)
     return scans, problems
+
+
+def _func_listings(root: Path):
+    """(folder, names in it) of every ``sub-*/func`` and ``sub-*/ses-*/func`` under ``root``, in
+    path order; each directory is listed once (os.scandir), so discovery is linear in the tree."""
+    def subdirs(path):
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir())
+
+    for sub in (d for d in subdirs(root) if d.startswith("sub-")):
+        for child in subdirs(root / sub):
+            if child == "func":
+                folders = [root / sub / "func"]
+            elif child.startswith("ses-"):
+                folders = [root / sub / child / "func"] if "func" in subdirs(root / sub / child) else []
+            else:
+                continue
+            for func in folders:
+                with os.scandir(func) as it:
+                    yield func, {e.name for e in it}
+
+
+def _add_scan(bold: Path, names: set[str], task: str, space: str, scans: list, problems: list) -> None:
+    """One preprocessed BOLD: a Scan if its confounds and mask (``names`` of its folder) are there,
+    else QC rows naming what is missing."""
+    ents = parse_entities(bold.name)
+    if ents.get("task") != task or ents.get("space") != space or ents.get("desc") != "preproc":
+        return
+    base = {k: v for k, v in ents.items() if k not in ("space", "res", "desc")}
+    conf = bold.parent / bids_name(base, "desc-confounds_timeseries", ".tsv")
+    mask = bold.parent / bids_name({**ents, "desc": "brain"}, "mask", ".nii.gz")
+    pid = f"sub-{ents['sub']}"
+    ses = ents.get("ses")
+    missing = [(p, what) for p, what in ((conf, "confounds file"), (mask, "brain mask")) if p.name not in names]
+    if missing:
+        for p, what in missing:
+            problems.append(
+                dict(participant_id=pid, session=ses or "", step="discover", status="failed",
+                     reason=f"{what} missing: {p}")
+            )
+        return
+    scans.append(
+        Scan(pid, ses, tuple(sorted(ents.items())), str(bold), str(conf), str(mask), scan_key(ents))
+    )
 
 
 def match_participants(
@@ -122,16 +152,22 @@ def match_participants(
     return kept, rows
 
 
-def read_participants(path: str | Path, required: list[str]) -> pd.DataFrame:
+def read_participants(path: str | Path, required: list[str], numeric: tuple[str, ...] = ("age",)) -> pd.DataFrame:
     """Read participants.tsv, checking participant_id format and the configured columns.
 
-    ``required`` are the group / covariate / site columns the config names; a missing column
-    or participant_id that is not ``sub-<label>`` raises InputError naming it.
+    ``required`` are the group / covariate / site columns the config names; a missing column,
+    a participant_id that is not ``sub-<label>`` (path separators and '..' included), a
+    duplicate, or a non-numeric value in a ``numeric`` column raises InputError naming it.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(f"participants table not found: {path}")
-    df = pd.read_csv(path, sep="\t", dtype={"participant_id": str}, na_values=["n/a", "NA", ""])
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"participant_id": str}, na_values=["n/a", "NA", ""])
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: participants table is empty") from None
+    if df.empty:
+        raise InputError(f"{path}: participants table has a header but no rows")
     missing = [c for c in ["participant_id", *required] if c not in df.columns]
     if missing:
         raise InputError(f"{path}: column(s) {', '.join(missing)} missing (columns: {', '.join(df.columns)})")
@@ -141,6 +177,14 @@ def read_participants(path: str | Path, required: list[str]) -> pd.DataFrame:
     dup = df.loc[df["participant_id"].duplicated(), "participant_id"]
     if len(dup):
         raise InputError(f"{path}: participant_id {dup.iloc[0]} appears more than once")
+    for col in numeric:
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
+            num = pd.to_numeric(df[col], errors="coerce")
+            bad = df.loc[num.isna() & df[col].notna()]
+            if len(bad):
+                raise InputError(f"{path}: {bad['participant_id'].iloc[0]}: {col} = {bad[col].iloc[0]!r} "
+                                 "is not a number")
+            df[col] = num
     return df
 
 
@@ -158,11 +202,33 @@ def read_json(path: str | Path) -> dict:
         return json.load(f)
 
 
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path`` (same extension); it replaces ``path`` only if the
+    block succeeds, so a killed or failed writer never leaves a half-written file under the
+    final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_json(path: str | Path, data: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
         f.write("\n")
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path, **kwargs) -> None:
+    """Write a table as TSV atomically ('n/a' for missing values, as BIDS does)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", na_rep="n/a", **kwargs)
 
 
 def software_versions() -> dict[str, str]:
@@ -191,3 +257,34 @@ def write_dataset_description(output_dir: str | Path, source_dirs: list[str]) ->
             "SourceDatasets": [{"URL": f"file://{Path(d).resolve()}"} for d in source_dirs],
         },
     )
+
+
+def save_nifti(img, path: str | Path) -> None:
+    """nibabel save, atomically (see :func:`atomic_path`)."""
+    import nibabel as nib
+
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+
+
+def check_config_paths(bids_dir: str, fmriprep_dir: str, output_dir: str, participants: str = "") -> None:
+    """Refuse input paths that do not exist and an output_dir that would write into the inputs.
+
+    The output may sit under ``<bids_dir>/derivatives/`` (the BIDS convention) but not elsewhere
+    inside bids_dir, nor inside fmriprep_dir, nor contain either of them.
+    """
+    for key, value in (("bids_dir", bids_dir), ("fmriprep_dir", fmriprep_dir)):
+        if not Path(value).is_dir():
+            raise InputError(f"config {key}: {value} does not exist or is not a directory")
+    if participants and not Path(participants).is_file():
+        raise InputError(f"config participants: {participants} does not exist")
+    out = Path(output_dir).resolve()
+    bids, fmriprep = Path(bids_dir).resolve(), Path(fmriprep_dir).resolve()
+    for key, root in (("bids_dir", bids), ("fmriprep_dir", fmriprep)):
+        if out == root or root.is_relative_to(out):
+            raise InputError(f"config output_dir: {out} is or contains {key} {root}; choose a separate directory")
+    if out.is_relative_to(fmriprep):
+        raise InputError(f"config output_dir: {out} is inside fmriprep_dir {fmriprep}; choose a separate directory")
+    if out.is_relative_to(bids) and not out.is_relative_to(bids / "derivatives"):
+        raise InputError(f"config output_dir: {out} is inside bids_dir {bids} (outside its derivatives/ folder); "
+                         "choose e.g. <bids_dir>/derivatives/rviflow")

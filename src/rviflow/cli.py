@@ -1,4 +1,4 @@
-"""rviflow command line: demo, synth, run, reho."""
+"""rviflow command line: demo, synth, run, reho, cbf."""
 
 from __future__ import annotations
 
@@ -40,7 +40,17 @@ def demo_config(cohort: dict[str, Path], out: Path) -> dict:
         output_dir=str((out / "derivatives" / "rviflow").resolve()),
         task="rest",
         space="MNI152NLin2009cAsym",
+        # imaging transcriptomics of the ReHo d map: real AHBA DK table, real GO BP + theme sets;
+        # 1000 null maps, 100 GSEA permutations keep the demo within its time budget
+        transcriptomics=dict(enabled=True, maps=["reho"], collections=["go_bp", "rviflow_themes"], n_nulls=1000,
+                             n_perm=100),
     )
+
+
+def resources_main() -> int:
+    from .resources import main
+
+    return main()
 
 
 def cmd_synth(a) -> int:
@@ -57,6 +67,9 @@ def cmd_demo(a) -> int:
     out = Path(a.out)
     cohort = write_cohort(out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites)
     cfg = demo_config(cohort, out)
+    if resources_main() != 0:  # fetched by setup.sh already; a no-op then
+        print("rviflow demo: transcriptomics resources unavailable, stage skipped", file=sys.stderr)
+        cfg["transcriptomics"]["enabled"] = False
     cfg_path = out / "config.yaml"
     cfg_path.write_text("# written by `rviflow demo`; rerun with: snakemake --configfile "
                         f"{cfg_path.resolve()} --cores N (from the rviflow repo)\n" + yaml.safe_dump(cfg, sort_keys=False))
@@ -65,6 +78,9 @@ def cmd_demo(a) -> int:
                        workdir=out)
     if rc == 0:
         print(f"rviflow demo: done. Results in {cfg['output_dir']}/group/ (effect_sizes.tsv, qc.tsv, ...)")
+        report = Path(cfg["output_dir"]) / "report" / "rviflow_report.html"
+        if report.exists():
+            print(f"rviflow demo: report {report}")
     return rc
 
 
@@ -97,6 +113,43 @@ def cmd_reho(a) -> int:
     return 0
 
 
+def cmd_cbf(a) -> int:
+    import nibabel as nib
+    import numpy as np
+
+    from .bids_io import write_json
+    from .cbf import CbfOptions
+    from .errors import InputError
+    from .perfusion import quantify_file
+
+    try:
+        res, affine, brain = quantify_file(a.asl, a.m0, a.mask, CbfOptions(m0_fwhm=a.m0_fwhm))
+    except InputError as exc:
+        print(f"rviflow cbf: {exc}", file=sys.stderr)
+        return 2
+    nib.save(nib.Nifti1Image(res.cbf.astype(np.float32), affine), a.out)
+    stem = str(a.out).removesuffix(".gz").removesuffix(".nii")
+    if res.att is not None:
+        nib.save(nib.Nifti1Image(res.att.astype(np.float32), affine), f"{stem}_att.nii.gz")
+    write_json(f"{stem}.json", dict(Sources=[a.asl], Units="ml/100g/min", Constants=res.constants, QC=res.qc))
+    print(f"rviflow cbf: {int(brain.sum())} voxels, mean CBF {res.cbf[brain].mean():.2f} ml/100 g/min, "
+          f"{res.qc.get('volumes_dropped', 0)} volume(s) dropped -> {a.out}")
+    return 0
+
+
+def cmd_score(a) -> int:
+    from .cohort_stats import score_new_subjects
+    from .errors import InputError
+
+    try:
+        scores = score_new_subjects(a.reference, a.table, a.participants, a.out)
+    except InputError as exc:
+        print(f"rviflow score: {exc}", file=sys.stderr)
+        return 2
+    print(f"rviflow score: {len(scores)} subjects scored against {a.reference} (no refitting) -> {a.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rviflow", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -126,6 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--neighbourhood", type=int, choices=(7, 19, 27), default=27)
     h.add_argument("--no-tie-correction", action="store_true", help="uncorrected W, as DPABI / C-PAC")
 
+    c = sub.add_parser("cbf", help="CBF (ml/100 g/min) of one BIDS-ASL file, sidecars found by BIDS naming")
+    c.add_argument("asl", help="*_asl.nii.gz (with *_asl.json, *_aslcontext.tsv beside it)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--m0", help="separate M0 image (default: the sidecar's M0Type)")
+    c.add_argument("--mask", help="brain mask on the ASL grid (default: EPI mask of M0 / mean control)")
+    c.add_argument("--m0-fwhm", type=float, default=5.0, help="M0 smoothing FWHM in mm (0 = off)")
+
+    f = sub.add_parser("score", help="RVI / AVI of new subjects against a frozen reference "
+                       "(group/models/reference_<measure>.pkl), without refitting")
+    f.add_argument("--reference", required=True, help="group/models/reference_<measure>.pkl of a previous run")
+    f.add_argument("--table", required=True, help="regional table of the new subjects (participant_id, regions...)")
+    f.add_argument("--participants", required=True, help="participants.tsv of the new subjects (group, covariates, site)")
+    f.add_argument("--out", required=True, help="output TSV: participant_id, measure, rvi, avi")
+
+    sub.add_parser("setup-resources", help="fetch / build the transcriptomics stage's offline resources once "
+                   "(AHBA DK expression table, GO / KEGG / theme GMTs) into $RVIFLOW_CACHE or .cache/rviflow")
+
     a, rest = p.parse_known_args(argv)
     if a.cmd == "run":
         return cmd_run(a, rest)
@@ -133,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognised arguments: {' '.join(rest)}")
     if a.cmd == "demo" and a.snakemake_args and a.snakemake_args[0] == "--":
         a.snakemake_args = a.snakemake_args[1:]
-    return {"synth": cmd_synth, "demo": cmd_demo, "reho": cmd_reho}[a.cmd](a)
+    if a.cmd == "setup-resources":
+        return resources_main()
+    return {"synth": cmd_synth, "demo": cmd_demo, "reho": cmd_reho, "cbf": cmd_cbf, "score": cmd_score}[a.cmd](a)
 
 
 if __name__ == "__main__":

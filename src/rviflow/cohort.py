@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bids_io import read_json
+from .bids_io import read_json, write_tsv
 from .effects import design_matrix, effect_sizes
 from .errors import InputError
 
@@ -115,8 +115,8 @@ def run_effect_sizes(
         results.append(eff)
         qc.extend(rows)
     effects = pd.concat(results, ignore_index=True)
-    effects.to_csv(out_effects, sep="\t", index=False, float_format="%.6g")
-    qc_table(qc).to_csv(out_qc, sep="\t", index=False)
+    write_tsv(effects, out_effects, float_format="%.6g")
+    write_tsv(qc_table(qc), out_qc)
     if log:
         Path(log).write_text(f"effect sizes: {len(effects)} rows for {', '.join(measures)}\n")
     return effects
@@ -128,5 +128,5 @@ def write_qc_table(discovery_rows: list[dict], step_tables: list[str], out: str)
     for t in step_tables:
         frames.append(pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False))
     df = qc_table(pd.concat(frames, ignore_index=True).fillna("").to_dict("records"))
-    df.to_csv(out, sep="\t", index=False)
+    write_tsv(df, out)
     return df

@@ -33,6 +33,15 @@ def load_4d(path: str | Path, what: str = "BOLD") -> nib.Nifti1Image:
     return img
 
 
+def read_data(img: nib.Nifti1Image, path: str | Path, what: str = "BOLD") -> np.ndarray:
+    """The image's voxel data as float32; a truncated or corrupt file raises InputError."""
+    try:
+        return np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # zlib / EOF / short-read errors from a damaged .nii.gz
+        raise InputError(f"cannot read {what} voxel data, the file is truncated or corrupt "
+                         f"({type(exc).__name__}: {exc})".replace("\n", " "), path=str(path)) from None
+
+
 def load_mask(path: str | Path, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     """Load a brain mask and check it is on the data grid."""
     try:
@@ -134,11 +143,13 @@ def denoise_bold(
     if kept < min_timepoints:
         raise InputError(f"only {kept} volumes left after censoring (minimum {min_timepoints})", path=str(bold_path))
 
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    data = read_data(img, bold_path)
     signals = data[mask].T  # (T, V)
     del data
     if not np.isfinite(signals).all():
         raise InputError("BOLD has NaN or Inf values inside the brain mask", path=str(bold_path))
+    if not signals.any():
+        raise InputError("BOLD is all zeros inside the brain mask", path=str(bold_path))
     cleaned = clean(
         signals, confounds=confounds.to_numpy(), sample_mask=sample_mask, t_r=tr,
         low_pass=low_pass, high_pass=high_pass, detrend=True, standardize=None,

@@ -21,7 +21,7 @@ from nipype.interfaces.base import (  # noqa: E402
     traits,
 )
 
-from .bids_io import software_versions, write_json  # noqa: E402
+from .bids_io import save_nifti, software_versions, write_json, write_tsv  # noqa: E402
 
 
 def _sidecar(path: str) -> str:
@@ -65,7 +65,7 @@ class DenoiseBold(SimpleInterface):
                       scrub_min_segment=i.scrub_min_segment, high_pass=i.high_pass, low_pass=i.low_pass,
                       min_timepoints=i.min_timepoints)
         img, qc = denoise_bold(i.bold_file, i.mask_file, **params)
-        nib.save(img, i.out_file)
+        save_nifti(img, i.out_file)
         side = _sidecar(i.out_file)
         write_json(side, dict(status="ok", Sources=[i.bold_file], RepetitionTime=qc["tr_s"],
                               Parameters=params, QC=qc, SoftwareVersions=software_versions()))
@@ -117,8 +117,8 @@ class ComputeReHo(SimpleInterface):
         hdr.set_data_shape(img.shape[:3])
         hdr.set_data_dtype(np.float32)
         for path, arr in ((i.out_reho, w), (i.out_mreho, m), (i.out_zreho, z)):
-            nib.save(nib.Nifti1Image(arr.astype(np.float32), img.affine, hdr), path)
-        nib.save(nib.Nifti1Image(used.astype(np.uint8), img.affine), i.out_mask)
+            save_nifti(nib.Nifti1Image(arr.astype(np.float32), img.affine, hdr), path)
+        save_nifti(nib.Nifti1Image(used.astype(np.uint8), img.affine), i.out_mask)
         qc = dict(n_voxels_mask=int(mask.sum()), n_voxels_zero_variance=int(mask.sum() - used.sum()),
                   mean_reho=float(w[used].mean()), n_timepoints=int(img.shape[3]))
         side = _sidecar(i.out_reho)
@@ -164,7 +164,7 @@ class ParcellateMap(SimpleInterface):
         row = pd.DataFrame([means.to_numpy()], columns=means.index)
         row.insert(0, "session", i.session)
         row.insert(0, "participant_id", i.participant_id)
-        row.to_csv(i.out_file, sep="\t", index=False, na_rep="n/a")
+        write_tsv(row, i.out_file)
         empty = [str(r) for r in counts.index[counts.to_numpy() == 0]]
         side = _sidecar(i.out_file)
         write_json(side, dict(status="ok", Sources=[i.in_file], Measure=i.measure, Atlas=i.atlas_image,
@@ -172,4 +172,68 @@ class ParcellateMap(SimpleInterface):
                                       voxels_per_region=counts.astype(int).to_dict()),
                               SoftwareVersions=software_versions()))
         self._results.update(out_file=i.out_file, out_json=side)
+        return runtime
+
+
+class _CBFInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="BIDS *_asl.nii.gz, or a ready perfusion map")
+    source = traits.Enum("asl", "aslprep", "spect", usedefault=True)
+    reference_mask = File(exists=True, mandatory=True, desc="template-space brain mask: the output grid")
+    atlas_image = File(exists=True, desc="atlas on any grid: its labelled voxels are grey matter")
+    participant_id = traits.Str(mandatory=True)
+    in_template = traits.Bool(True, usedefault=True, desc="ASL already in the template space")
+    t1w = File(exists=True, desc="fMRIPrep desc-preproc_T1w (native-space ASL)")
+    template_xfm = File(exists=True, desc="fMRIPrep from-T1w_to-<space>_mode-image_xfm.h5 (native-space ASL)")
+    options = traits.Dict(desc="rviflow.cbf.CbfOptions fields")
+    reference = traits.Enum("whole_brain", "grey_matter", "cerebellum", usedefault=True)
+    reference_mask_file = File(exists=True, desc="cerebellum (or other) normalisation mask in template space")
+    out_cbf = traits.Str(mandatory=True)
+    out_rel = traits.Str(mandatory=True, desc="CBF / mean in the reference mask")
+    out_mask = traits.Str(mandatory=True)
+    out_att = traits.Str(desc="arterial transit time map (written for multi-PLD ASL)")
+
+
+class _CBFOutputSpec(TraitedSpec):
+    out_cbf = File(exists=True)
+    out_rel = File(exists=True)
+    out_mask = File(exists=True)
+    out_json = File(exists=True)
+
+
+class QuantifyCBF(SimpleInterface):
+    """CBF on the template grid (:mod:`rviflow.perfusion`, :mod:`rviflow.cbf`), normalised map, QC."""
+
+    input_spec = _CBFInputSpec
+    output_spec = _CBFOutputSpec
+
+    def _run_interface(self, runtime):
+        from .cbf import CbfOptions
+        from .perfusion import cbf_from_asl, cbf_from_map, finish
+
+        i = self.inputs
+        atlas = i.atlas_image or None
+        if i.source == "asl":
+            opts = dict(i.options)
+            if "att_range" in opts:
+                opts["att_range"] = tuple(opts["att_range"])
+            res = cbf_from_asl(i.in_file, i.reference_mask, i.participant_id, CbfOptions(**opts), atlas,
+                               i.in_template, i.t1w or None, i.template_xfm or None)
+        else:
+            res = cbf_from_map(i.in_file, i.reference_mask, i.source, atlas)
+        ref = nib.load(i.reference_mask)
+        res = finish(res, i.reference, i.reference_mask_file or None, ref)
+        hdr = ref.header.copy()
+        hdr.set_data_dtype(np.float32)
+        outputs = [(i.out_cbf, res["cbf"]), (i.out_rel, res["rel"])]
+        if res["att"] is not None and i.out_att:
+            outputs.append((i.out_att, res["att"]))
+        for path, arr in outputs:
+            save_nifti(nib.Nifti1Image(arr.astype(np.float32), ref.affine, hdr), path)
+        save_nifti(nib.Nifti1Image(res["brain"].astype(np.uint8), ref.affine), i.out_mask)
+        side = _sidecar(i.out_cbf)
+        write_json(side, dict(status="ok", Sources=[i.in_file], Measure="CBF", Units=res["constants"].get(
+            "Units", "ml/100g/min"), Constants=res["constants"], QC=res["qc"],
+            ATTMap=i.out_att if res["att"] is not None else None, RelativeMap=i.out_rel,
+            SoftwareVersions=software_versions()))
+        self._results.update(out_cbf=i.out_cbf, out_rel=i.out_rel, out_mask=i.out_mask, out_json=side)
         return runtime

@@ -101,4 +101,9 @@ def parcellate_image(
     if valid_path:
         valid = np.asarray(nib.load(str(valid_path)).dataobj) > 0
     grid = resample_labels(nib.load(str(atlas_image)), img)
-    return parcel_means(data, grid, read_labels(atlas_labels), valid)
+    means, counts = parcel_means(data, grid, read_labels(atlas_labels), valid)
+    n_empty = int((counts.to_numpy() == 0).sum())
+    if n_empty > len(counts) / 2:
+        raise InputError(f"{n_empty} of {len(counts)} atlas regions have no voxel with data: the map does not "
+                         "overlap the atlas (is it in the atlas space?)", path=str(map_path))
+    return means, counts

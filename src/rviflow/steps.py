@@ -158,3 +158,27 @@ def parcellate_step(in_map: str, in_json: str, valid_mask: str, atlas_image: str
     ok = run_subject_step("parcellate", participant_id, go, [out_tsv, out_json], out_json, [in_json], on_error)
     _log(log, f"parcellate {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
     return ok
+
+
+def cbf_step(source_file: str, outputs: dict[str, str], reference_mask: str, atlas_image: str, work_dir: str,
+             participant_id: str, source: str = "asl", options: dict | None = None, in_template: bool = True,
+             t1w: str | None = None, template_xfm: str | None = None, reference: str = "whole_brain",
+             reference_mask_file: str | None = None, on_error: str = "exclude", log: str | None = None) -> bool:
+    """Per-series CBF through the :class:`~rviflow.interfaces.QuantifyCBF` node.
+
+    ``outputs`` has keys cbf, rel, mask, json and optionally att (written for multi-PLD ASL).
+    """
+    from .interfaces import QuantifyCBF
+
+    def go():
+        extra = {k: v for k, v in dict(t1w=t1w, template_xfm=template_xfm, reference_mask_file=reference_mask_file,
+                                       out_att=outputs.get("att")).items() if v}
+        run_node(QuantifyCBF(), "cbf", work_dir, in_file=source_file, source=source, reference_mask=reference_mask,
+                 atlas_image=atlas_image, participant_id=participant_id, in_template=in_template,
+                 options=dict(options or {}), reference=reference, out_cbf=outputs["cbf"], out_rel=outputs["rel"],
+                 out_mask=outputs["mask"], **extra)
+
+    declared = [outputs[k] for k in ("cbf", "rel", "mask", "json")]
+    ok = run_subject_step("cbf", participant_id, go, declared, outputs["json"], [], on_error)
+    _log(log, f"cbf {participant_id}: {'ok' if ok else read_json(outputs['json'])['reason']}")
+    return ok

@@ -95,13 +95,14 @@ def _bold(rng, homog_grid: np.ndarray, mask: np.ndarray, motion: np.ndarray) -> 
 
 def write_cohort(
     out: str | Path, n_subjects: int = 24, seed: int = 0, n_sites: int = 3, n_timepoints: int = 100,
-    tr: float = 2.0, voxel_mm: float = 4.0,
+    tr: float = 2.0, voxel_mm: float = 4.0, asl: bool = True,
 ) -> dict[str, Path]:
     """Write the synthetic cohort under ``out``.
 
     Layout: ``out/bids`` (raw BIDS with participants.tsv), ``out/derivatives/fmriprep``
     (preprocessed BOLD in MNI152NLin2009cAsym, brain mask, confounds TSV + JSON) and
-    ``out/truth`` (planted effects and per-subject homogeneity).
+    ``out/truth`` (planted effects and per-subject homogeneity). With ``asl`` each subject also
+    gets BIDS-ASL in ``bids/sub-*/perf/`` and the CBF truth (:mod:`rviflow.synth_asl`).
 
     Returns the paths of the three directories and of participants.tsv.
     """
@@ -176,13 +177,26 @@ def write_cohort(
         write_json(func_der / f"{stem}_desc-confounds_timeseries.json",
                    {c: {"Description": c} for c in conf.columns})
 
-    pd.DataFrame(dict(measure="reho", region=names, planted_d=planted_d)).to_csv(
-        truth / "effects.tsv", sep="\t", index=False)
+    truth_rows = [pd.DataFrame(dict(measure="reho", region=names, planted_d=planted_d))]
+    if asl:  # BIDS-ASL from a known CBF map, hypoperfusion where ReHo is planted (rviflow.synth_asl)
+        from .synth_asl import write_asl_cohort
+
+        truth_rows.append(write_asl_cohort(bids, truth, atlas, labels, mask, participants, seed, SPACE))
+    from .synth_clinical import write_clinical  # FreeSurfer thickness stats + hamd (rviflow.synth_clinical)
+
+    truth_rows.append(write_clinical(fmriprep, bids, participants, pd.DataFrame(homog_rows), labels, planted, seed))
+    pd.concat(truth_rows, ignore_index=True).to_csv(truth / "effects.tsv", sep="\t", index=False)
     pd.DataFrame(homog_rows).rename_axis("participant_id").to_csv(truth / "homogeneity.tsv", sep="\t")
     (truth / "README.md").write_text(
         "Planted truth of this synthetic cohort (rviflow synth).\n\n"
         "- effects.tsv: standardised MDD - control effect on regional homogeneity (planted_d).\n"
         "- homogeneity.tsv: each subject's homogeneity parameter a per region.\n"
-        f"seed={seed} subjects={n_subjects} sites={n_sites} timepoints={n_timepoints} tr={tr}\n"
+        "- effects.tsv rows with measure=thickness: standardised MDD - control effect on cortical\n"
+        "  thickness (derivatives/fmriprep/sourcedata/freesurfer/sub-*/stats/?h.aparc.stats);\n"
+        "  participants.tsv hamd: symptom score tracking each patient's ReHo deficit.\n"
+        + ("- effects.tsv rows with measure=cbf: standardised MDD - control effect on regional CBF;\n"
+           "  cbf.tsv: each subject's regional CBF (ml/100 g/min); sub-*_desc-truth_cbf.nii.gz: CBF maps\n"
+           "  (and _desc-truth_att for multi-PLD subjects).\n" if asl else "")
+        + f"seed={seed} subjects={n_subjects} sites={n_sites} timepoints={n_timepoints} tr={tr}\n"
     )
     return dict(bids=bids, fmriprep=fmriprep, truth=truth, participants=bids / "participants.tsv")

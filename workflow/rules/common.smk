@@ -2,7 +2,8 @@
 # rviflow.bids_io; every output path comes from out_path().
 import pandas as pd
 
-from rviflow.bids_io import derivative_path, discover_scans, match_participants, read_participants
+from rviflow.bids_io import (check_config_paths, derivative_path, discover_scans, match_participants,
+                             read_participants)
 from rviflow.errors import InputError
 from rviflow.parcellate import resolve_atlas
 
@@ -20,6 +21,7 @@ def _load_cohort():
     path = config["participants"] or os.path.join(config["bids_dir"], "participants.tsv")
     required = [GROUPS["column"], *config["covariates"]] + ([config["site_column"]] if config["site_column"] else [])
     try:
+        check_config_paths(config["bids_dir"], config["fmriprep_dir"], config["output_dir"], config["participants"])
         participants = read_participants(path, required)
         validate(participants, os.path.join(workflow.basedir, "workflow/schemas/participants.schema.yaml"))
         scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE)
@@ -76,5 +78,70 @@ def rviflow_targets():
         *[group_path(f"parcels_{m}.tsv") for m in MEASURES],
         group_path("effect_sizes.tsv"),
         group_path("qc.tsv"),
+        *cohort_targets(),
+        *transcriptomics_targets(),  # transcriptomics.smk (when transcriptomics.enabled)
+        os.path.join(OUT, "report", "rviflow_report.html"),  # report.smk
     ]
+
+
+def cohort_targets():
+    """Outputs of the cohort statistics (cohort.smk; config `cohort:`)."""
+    c = config["cohort"]
+    out = [group_path("effect_sizes_hemiavg.tsv"), group_path("effect_size_ratio.tsv")]
+    if c["colocalisation"]["enabled"] and len(MEASURES) > 1:
+        out += [group_path("colocalisation.tsv"), group_path("coupling.tsv")]
+    if c["rvi"]["enabled"]:
+        out += [group_path(n) for n in ("rvi.tsv", "rvi_summary.tsv", "rvi_symptoms.tsv")]
+        out += [group_path(f"expected_pattern_{m}.tsv") for m in MEASURES]
+    if c["prediction"]["enabled"]:
+        out.append(group_path("prediction.tsv"))
+    return out
+
+
+def transcriptomics_targets():
+    """Outputs of the imaging transcriptomics (transcriptomics.smk; config `transcriptomics:`):
+    per map its genes and PLS tables and one enrichment table per gene-set collection."""
+    tx = config["transcriptomics"]
+    if not tx["enabled"]:
+        return []
+    out = []
+    for m in tx["maps"]:
+        out += [group_path(f"transcriptomics/{m}_{kind}.tsv") for kind in ("genes", "pls")]
+        out += [group_path(f"transcriptomics/{m}_enrichment_{c}.tsv") for c in tx["collections"]]
+    return out
+
+
+# Cluster resources (the rules' resources:, which the SLURM profile turns into sbatch requests).
+# A per-scan job's memory and run time grow with the size of the scan's fMRIPrep BOLD or ASL
+# series (.nii.gz: a stat, never an image read); a cohort job's with the number of scans. Each doubles on a retry
+# (`attempt`; the SLURM profile sets retries: 1). Calibration: benchmarks/results/bench_reho.md
+# (a 350 MB UK Biobank run: ReHo peaks at 2 GB); override per rule with --set-resources.
+def _bold_mb(wildcards):
+    """Size (MB) of a per-scan job's main input: the fMRIPrep BOLD, or the ASL series / CBF map."""
+    try:
+        if "aslscan" in wildcards.keys():
+            return os.path.getsize(CBF_INPUTS[wildcards.aslscan].source_file) / 2**20  # cbf.smk
+        return os.path.getsize(scan_of(wildcards).bold) / 2**20
+    except (OSError, KeyError):
+        return 0.0
+
+
+def scan_mem_mb(base_mb, mb_per_bold_mb):
+    """mem_mb of a per-scan job: base_mb + mb_per_bold_mb x (BOLD .nii.gz size in MB), x attempt."""
+    return lambda wildcards, attempt: int((base_mb + mb_per_bold_mb * _bold_mb(wildcards)) * attempt)
+
+
+def scan_runtime(base_min, min_per_bold_mb):
+    """runtime (minutes) of a per-scan job: base_min + min_per_bold_mb x BOLD MB, x attempt."""
+    return lambda wildcards, attempt: int((base_min + min_per_bold_mb * _bold_mb(wildcards)) * attempt)
+
+
+def cohort_mem_mb(base_mb, mb_per_scan):
+    """mem_mb of a cohort job: base_mb + mb_per_scan x number of scans, x attempt."""
+    return lambda wildcards, attempt: int((base_mb + mb_per_scan * len(SCANS)) * attempt)
+
+
+def cohort_runtime(base_min, min_per_scan):
+    """runtime (minutes) of a cohort job: base_min + min_per_scan x number of scans, x attempt."""
+    return lambda wildcards, attempt: int((base_min + min_per_scan * len(SCANS)) * attempt)
 

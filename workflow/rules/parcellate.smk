@@ -18,6 +18,9 @@ rule parcellate_reho:
         on_error=config["on_subject_error"],
     log:
         log_path("parcellate_reho"),
+    resources:
+        mem_mb=scan_mem_mb(1500, 1),
+        runtime=scan_runtime(10, 0),
     group:
         "subject"
     conda:

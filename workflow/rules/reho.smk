@@ -17,6 +17,9 @@ rule denoise:
         on_error=config["on_subject_error"],
     log:
         log_path("denoise"),
+    resources:
+        mem_mb=scan_mem_mb(1500, 12),
+        runtime=scan_runtime(10, 0.1),
     group:
         "subject"
     conda:
@@ -43,6 +46,9 @@ rule reho:
         on_error=config["on_subject_error"],
     log:
         log_path("reho"),
+    resources:
+        mem_mb=scan_mem_mb(1500, 6),
+        runtime=scan_runtime(10, 0.05),
     group:
         "subject"
     conda:

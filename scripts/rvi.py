@@ -1,0 +1,10 @@
+"""Snakemake script: RVI / AVI per subject and measure, discrimination, symptoms, EPs, frozen references."""
+from rviflow.cohort_stats import CohortSpec, run_rvi
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params.covariates, sm.params.site_column,
+                              sm.params.min_per_group, sm.params.symptoms)
+run_rvi(list(sm.input.tables), list(sm.params.measures), spec, sm.params.folds, sm.params.seed,
+        sm.params.within_site, dict(sm.params.expected_patterns), list(sm.input.combat) or None, sm.output.rvi,
+        sm.output.summary, sm.output.symptoms, list(sm.output.patterns), list(sm.output.references),
+        sm.params.n_boot)

@@ -1,0 +1,320 @@
+"""CBF quantification from ASL (Alsop et al. 2015, "ASL white paper"; ASLPrep's conventions).
+
+Single PLD, (P)CASL:  CBF = 6000·λ·ΔM·e^(PLD/T1b) / (2·α·T1b·M0·(1 − e^(−τ/T1b)))
+Single PLD, PASL with bolus cut-off (QUIPSS II / Q2TIPS):  CBF = 6000·λ·ΔM·e^(TI/T1b) / (2·α·TI1·M0)
+Multi-PLD: the general kinetic model (:mod:`rviflow.kinetic`) fitted for CBF and ATT.
+
+CBF in ml/100 g/min, times in s. λ = 0.9; T1 of blood 1.65 s at 3 T, 1.35 s at 1.5 T; α from
+LabelingEfficiency, else 0.85 (PCASL), 0.68 (CASL), 0.98 (PASL), × 0.95 per background-suppression
+pulse. With 2-D readouts each slice's PLD is PLD + its SliceTiming. M0 is a separate scan, the
+included m0scan volumes, a constant (M0Estimate) or the mean control image (M0Type Absent; refused
+under background suppression); an M0 acquired with TR < 5 s is divided by 1 − e^(−TR/T1 tissue),
+multiplied by a configurable scale and smoothed (within the brain mask) before division.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .asl_io import AslParams
+from .errors import InputError
+from .kinetic import LAMBDA, fit_multi_pld
+
+T1_BLOOD = {1.5: 1.35, 3.0: 1.65}  #: s, by field strength (T)
+DEFAULT_ALPHA = {"PCASL": 0.85, "CASL": 0.68, "PASL": 0.98}
+BS_PULSE_EFFICIENCY = 0.95
+T1_TISSUE = 1.3  #: s, grey-matter T1 used to correct a short-TR M0 (configurable)
+M0_TR_LIMIT = 5.0  #: s, M0 with a shorter TR is corrected for incomplete recovery
+
+
+@dataclass
+class CbfOptions:
+    """Quantification settings (the config's ``cbf`` section)."""
+
+    m0_scale: float = 1.0
+    m0_fwhm: float = 5.0
+    t1_blood: float | None = None
+    t1_tissue: float = T1_TISSUE
+    m0_tr_limit: float = M0_TR_LIMIT
+    outlier_rejection: bool = True
+    outlier_threshold: float = 2.5
+    att_range: tuple[float, float] = (0.1, 3.0)
+
+
+@dataclass
+class CbfResult:
+    cbf: np.ndarray  #: (X, Y, Z) ml/100 g/min
+    att: np.ndarray | None  #: (X, Y, Z) s, multi-PLD only
+    constants: dict = field(default_factory=dict)
+    qc: dict = field(default_factory=dict)
+
+
+def t1_blood(field_strength: float, override: float | None = None) -> float:
+    """T1 of arterial blood (s) at the field strength (T), or the configured override."""
+    if override:
+        return float(override)
+    for b, t1 in T1_BLOOD.items():
+        if abs(field_strength - b) < 0.05:
+            return t1
+    raise InputError(f"no default blood T1 for MagneticFieldStrength {field_strength} T (known: 1.5, 3); "
+                     "set cbf.t1_blood in the config")
+
+
+def labeling_efficiency(labeling_type: str, efficiency: float | None = None, bs_pulses: int = 0) -> float:
+    """α: LabelingEfficiency or the white-paper default, × 0.95 per background-suppression pulse."""
+    alpha = efficiency if efficiency else DEFAULT_ALPHA[labeling_type.upper()]
+    return float(alpha) * BS_PULSE_EFFICIENCY ** int(bs_pulses)
+
+
+def m0_tr_correction(m0, tr: float | None, t1_tissue: float = T1_TISSUE, limit: float = M0_TR_LIMIT):
+    """M0 / (1 − e^(−TR/T1)) when the M0 was acquired with TR < ``limit`` (incomplete recovery)."""
+    if tr is None or tr >= limit:
+        return m0
+    return m0 / (1.0 - np.exp(-tr / t1_tissue))
+
+
+def slice_pld(pld: float, slice_timing: np.ndarray | None, shape: tuple[int, int, int], axis: int = 2,
+              reverse: bool = False) -> np.ndarray:
+    """Per-voxel PLD (s): PLD + SliceTiming of the voxel's slice (2-D readouts); PLD everywhere otherwise."""
+    out = np.full(shape, float(pld))
+    if slice_timing is None:
+        return out
+    st = np.asarray(slice_timing, dtype=float)
+    if st.size != shape[axis]:
+        raise InputError(f"field SliceTiming has {st.size} values but the image has {shape[axis]} slices")
+    if reverse:
+        st = st[::-1]
+    view = [1, 1, 1]
+    view[axis] = -1
+    return out + st.reshape(view)
+
+
+def cbf_single_pld(delta_m, m0, pld, labeling_type: str, alpha: float, t1b: float, bolus: float,
+                   lam: float = LAMBDA) -> np.ndarray:
+    """White-paper single-PLD CBF (ml/100 g/min); ``bolus`` = τ ((P)CASL) or TI1 (PASL); pld = TI for PASL.
+
+    Voxels with M0 <= 0 get 0.
+    """
+    delta_m, m0, pld = (np.asarray(a, dtype=float) for a in (delta_m, m0, pld))
+    if labeling_type.upper() == "PASL":
+        denom = 2 * alpha * bolus * m0
+    else:
+        denom = 2 * alpha * t1b * m0 * (1 - np.exp(-bolus / t1b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cbf = 6000.0 * lam * delta_m * np.exp(pld / t1b) / denom
+    return np.where(m0 > 0, cbf, 0.0)
+
+
+def smooth_in_mask(img: np.ndarray, mask: np.ndarray, fwhm_mm: float, voxel_mm) -> np.ndarray:
+    """Gaussian smoothing restricted to the mask (normalised convolution: no dark brain edge)."""
+    if not fwhm_mm:
+        return img
+    sigma = fwhm_mm / np.sqrt(8 * np.log(2)) / np.asarray(voxel_mm, dtype=float)
+    num = ndimage.gaussian_filter(np.where(mask, img, 0.0), sigma)
+    den = ndimage.gaussian_filter(mask.astype(float), sigma)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mask & (den > 0), num / den, 0.0)
+
+
+def m0_image(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0_data: np.ndarray | None = None,
+             m0_tr: float | None = None, options: CbfOptions = CbfOptions()) -> tuple[np.ndarray, dict]:
+    """The M0 map used for quantification and a record of how it was made.
+
+    ``data`` (X, Y, Z, T) is the ASL series, ``m0_data`` the separate M0 scan (3-D or 4-D) for
+    M0Type Separate, ``m0_tr`` its RepetitionTimePreparation.
+    """
+    ctx = np.asarray(params.context)
+    info = dict(M0Type=params.m0_type)
+    if params.m0_type == "Separate":
+        if m0_data is None:
+            raise InputError("M0Type is Separate but no M0 scan was given")
+        m0 = m0_data.mean(axis=3) if m0_data.ndim == 4 else m0_data.astype(float)
+        tr = m0_tr
+    elif params.m0_type == "Included":
+        sel = ctx == "m0scan"
+        m0 = data[..., sel].mean(axis=3)
+        tr = float(params.tr_prep[sel][0])
+    elif params.m0_type == "Estimate":
+        info.update(M0Estimate=params.m0_estimate, M0ScaleFactor=options.m0_scale)
+        return np.where(mask, params.m0_estimate * options.m0_scale, 0.0), info
+    else:  # Absent: the mean control image stands in for M0
+        if params.background_suppression:
+            raise InputError("M0Type is Absent and field BackgroundSuppression is true: the background-suppressed "
+                             "control images cannot stand in for M0; provide an M0 scan or M0Estimate")
+        sel = ctx == "control"
+        if not sel.any():
+            raise InputError("M0Type is Absent and field volume_type has no control volume to estimate M0 from")
+        m0 = data[..., sel].mean(axis=3)
+        tr = float(params.tr_prep[sel][0])
+    if m0.shape != data.shape[:3]:
+        raise InputError(f"M0 grid {m0.shape} does not match the ASL grid {data.shape[:3]}")
+    corrected = tr is not None and tr < options.m0_tr_limit
+    m0 = m0_tr_correction(m0, tr, options.t1_tissue, options.m0_tr_limit) * options.m0_scale
+    m0 = smooth_in_mask(m0, mask, options.m0_fwhm, voxel_mm)
+    info.update(M0RepetitionTime=tr, M0TRCorrected=bool(corrected), T1Tissue=options.t1_tissue,
+                M0ScaleFactor=options.m0_scale, M0SmoothingFWHM=options.m0_fwhm)
+    return np.where(mask, m0, 0.0), info
+
+
+def difference_volumes(data: np.ndarray, params: AslParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ΔM volumes (control − label pairs, then deltam volumes): (N, X, Y, Z), their PLDs and bolus (N,).
+
+    The k-th control is paired with the k-th label of the same PLD (acquisition order).
+    """
+    ctx = np.asarray(params.context)
+    bolus = params.labeling_duration if params.labeling_duration is not None else np.full(len(ctx), params.bolus_ti1)
+    vols, plds, bol = [], [], []
+    for pld in np.unique(np.round(params.plds, 6)):
+        at = np.isclose(params.plds, pld, atol=1e-6)
+        ci, li = np.flatnonzero(at & (ctx == "control")), np.flatnonzero(at & (ctx == "label"))
+        for c, lab in zip(ci, li):
+            vols.append(data[..., c] - data[..., lab])
+            plds.append(params.plds[lab])
+            bol.append(bolus[lab])
+    for d in np.flatnonzero(ctx == "deltam"):
+        vols.append(data[..., d])
+        plds.append(params.plds[d])
+        bol.append(bolus[d])
+    if not vols:
+        return np.zeros((0,) + data.shape[:3]), np.zeros(0), np.zeros(0)
+    return np.stack(vols).astype(float), np.asarray(plds), np.asarray(bol)
+
+
+def score_reject(vols: np.ndarray, tissues: list[np.ndarray], threshold: float = 2.5) -> np.ndarray:
+    """SCORE-like outlier rejection (after Dolui et al. 2017); returns a keep flag per volume.
+
+    ``vols`` (N, V) CBF (or ΔM) volumes over the brain; ``tissues`` boolean (V,) masks, the first
+    grey matter. Step 1 drops volumes whose mean in the first tissue lies more than
+    ``threshold`` robust SDs (1.4826 × MAD) from the median; step 2 repeatedly drops the volume
+    whose removal most lowers the pooled within-tissue variance of the mean image, while it
+    does and at least half of the volumes are left.
+    """
+    n = vols.shape[0]
+    keep = np.ones(n, dtype=bool)
+    if n < 3:
+        return keep
+    gm_mean = vols[:, tissues[0]].mean(axis=1)
+    med = np.median(gm_mean)
+    mad = 1.4826 * np.median(np.abs(gm_mean - med))
+    if mad > 0:
+        keep &= np.abs(gm_mean - med) <= threshold * mad
+
+    def pooled_var(img):
+        num = sum(t.sum() * img[t].var() for t in tissues if t.sum() > 1)
+        return num / sum(t.sum() for t in tissues if t.sum() > 1)
+
+    total = vols[keep].sum(axis=0)
+    current = pooled_var(total / keep.sum())
+    while keep.sum() > max(2, int(np.ceil(n / 2))):
+        k = keep.sum()
+        trial = {i: pooled_var((total - vols[i]) / (k - 1)) for i in np.flatnonzero(keep)}
+        worst = min(trial, key=trial.get)
+        if trial[worst] >= current * (1 - 1e-6):
+            break
+        keep[worst] = False
+        total -= vols[worst]
+        current = trial[worst]
+    return keep
+
+
+def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0_data: np.ndarray | None = None,
+             m0_tr: float | None = None, options: CbfOptions = CbfOptions(),
+             gm_mask: np.ndarray | None = None) -> CbfResult:
+    """CBF (and ATT for multi-PLD) of one ASL series.
+
+    Parameters
+    ----------
+    data : (X, Y, Z, T) ASL series; params : validated sidecar (:func:`rviflow.asl_io.asl_params`)
+    mask : (X, Y, Z) bool brain mask; voxel_mm : voxel sizes (mm) for M0 smoothing
+    gm_mask : (X, Y, Z) bool, optional: grey matter for the outlier rejection (else the mask)
+    """
+    mask = np.asarray(mask, dtype=bool)
+    t1b = t1_blood(params.field_strength, options.t1_blood)
+    alpha = labeling_efficiency(params.labeling_type, params.labeling_efficiency, params.bs_pulses)
+    ctx = np.asarray(params.context)
+    constants = dict(ArterialSpinLabelingType=params.labeling_type, BloodBrainPartitionCoefficient=LAMBDA,
+                     T1Blood=t1b, LabelingEfficiency=params.labeling_efficiency,
+                     LabelingEfficiencyUsed=alpha, BackgroundSuppressionNumberPulses=params.bs_pulses,
+                     SliceTimingPLD=params.slice_timing is not None, Units="ml/100g/min")
+    tissues = [np.ones(int(mask.sum()), dtype=bool)]
+    if gm_mask is not None and (gm_mask & mask).sum() > 1:
+        g = np.asarray(gm_mask, bool)[mask]
+        tissues = [g, ~g]
+    qc = dict(n_volumes=int(len(ctx)))
+    if not ({"control", "label"} <= set(ctx) or "deltam" in ctx):  # pre-quantified cbf volumes only
+        vols = data[..., ctx == "cbf"].astype(float)
+        keep = score_reject(vols[mask].T, tissues, options.outlier_threshold) if options.outlier_rejection \
+            else np.ones(vols.shape[3], bool)
+        qc.update(volumes_used=int(keep.sum()), volumes_dropped=int((~keep).sum()))
+        constants.update(Method="mean of the cbf volumes in the series")
+        return CbfResult(np.where(mask, vols[..., keep].mean(axis=3), 0.0), None, constants, qc)
+    m0, m0_info = m0_image(data, params, mask, voxel_mm, m0_data, m0_tr, options)
+    constants.update(m0_info)
+    dm, plds, bolus = difference_volumes(data, params)
+    qc["n_difference_volumes"] = int(len(dm))
+    unpaired = int(abs((ctx == "control").sum() - (ctx == "label").sum()))
+    if unpaired:
+        qc["unpaired_volumes"] = unpaired  # a control or label without its partner is not used
+    m0_in = m0[mask]
+    if (m0_in <= 0).any():
+        qc["voxels_m0_nonpositive"] = int((m0_in <= 0).sum())
+    if not params.multi_pld:
+        pld_map = slice_pld(plds[0], params.slice_timing, mask.shape, params.slice_axis, params.slice_reversed)
+        vols = cbf_single_pld(dm[:, mask], m0_in, pld_map[mask], params.labeling_type, alpha, t1b, bolus[0])
+        keep = score_reject(vols, tissues, options.outlier_threshold) if options.outlier_rejection \
+            else np.ones(len(vols), bool)
+        cbf = np.zeros(mask.shape)
+        cbf[mask] = vols[keep].mean(axis=0)
+        constants.update(Method="white paper single-PLD", PostLabelingDelay=float(plds[0]),
+                         **({"BolusCutOffDelayTime_TI1": float(bolus[0])} if params.labeling_type == "PASL"
+                            else {"LabelingDuration": float(bolus[0])}))
+        qc.update(volumes_used=int(keep.sum()), volumes_dropped=int((~keep).sum()))
+        return CbfResult(cbf, None, constants, qc)
+    # multi-PLD: robust mean per PLD, then the kinetic-model fit
+    levels = np.unique(np.round(plds, 6))
+    means, taus, dropped = [], [], 0
+    for lv in levels:
+        sel = np.isclose(plds, lv, atol=1e-6)
+        v = dm[sel][:, mask]
+        keep = score_reject(v, tissues, options.outlier_threshold) if options.outlier_rejection \
+            else np.ones(len(v), bool)
+        dropped += int((~keep).sum())
+        means.append(v[keep].mean(axis=0))
+        taus.append(bolus[sel][0])
+    y = np.stack(means, axis=1) / np.where(m0_in > 0, m0_in, np.inf)[:, None]  # (V, P)
+    offsets = slice_pld(0.0, params.slice_timing, mask.shape, params.slice_axis, params.slice_reversed)[mask]
+    f, att = np.zeros(len(y)), np.zeros(len(y))
+    for off in np.unique(offsets):  # voxels sharing a slice time share their PLDs
+        sel = offsets == off
+        f[sel], att[sel] = fit_multi_pld(y[sel], levels + off, params.labeling_type, np.asarray(taus), alpha, t1b,
+                                         options.att_range, lam=LAMBDA)
+    cbf, att_map = np.zeros(mask.shape), np.zeros(mask.shape)
+    cbf[mask], att_map[mask] = np.where(m0_in > 0, f, 0.0), np.where(m0_in > 0, att, 0.0)
+    constants.update(Method="general kinetic model (Buxton 1998), least squares for CBF and ATT",
+                     PostLabelingDelay=levels.tolist(), ATTRange=list(options.att_range),
+                     **({"BolusCutOffDelayTime_TI1": float(taus[0])} if params.labeling_type == "PASL"
+                        else {"LabelingDuration": [float(t) for t in taus]}))
+    qc.update(volumes_used=int(len(dm) - dropped), volumes_dropped=dropped)
+    return CbfResult(cbf, att_map, constants, qc)
+
+
+def cbf_qc(cbf: np.ndarray, brain: np.ndarray, gm: np.ndarray | None = None) -> dict:
+    """Mean grey-matter CBF, fraction of negative CBF voxels in the brain, spatial CoV (GM SD / GM mean)."""
+    brain = np.asarray(brain, bool)
+    gm = brain if gm is None else (np.asarray(gm, bool) & brain)
+    vals = cbf[gm]
+    mean = float(vals.mean()) if vals.size else float("nan")
+    return dict(mean_gm_cbf=round(mean, 3), fraction_negative=round(float((cbf[brain] < 0).mean()), 5),
+                spatial_cov=round(float(vals.std() / mean), 4) if vals.size and mean else float("nan"))
+
+
+def normalise(cbf: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
+    """Relative CBF: the map ÷ its mean in the reference mask (whole brain, grey matter, cerebellum)."""
+    ref = np.asarray(reference, bool)
+    vals = cbf[ref & np.isfinite(cbf)]
+    if vals.size == 0 or vals.mean() <= 0:
+        raise InputError("the reference mask for CBF normalisation has no voxel with positive mean CBF")
+    return cbf / vals.mean(), float(vals.mean())

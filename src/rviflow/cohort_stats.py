@@ -1,0 +1,276 @@
+"""File-level steps of the cohort statistics (one function per Snakemake script / CLI command).
+
+Each ``run_*`` reads regional tables and participants.tsv, computes everything, and only then
+writes its outputs (atomically, :func:`rviflow.regional.write_all`): a bad input raises
+InputError with a one-line message and leaves no half-written table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .bids_io import read_participants
+from .effects import design_matrix, effect_sizes, effect_size_ratio, hemisphere_mean_values
+from .errors import InputError
+from .regional import load_measures, write_all, write_tsv_atomic
+
+
+@dataclass
+class CohortSpec:
+    """Who is who in participants.tsv (config keys groups, covariates, site_column, min_per_group)."""
+
+    participants_tsv: str
+    group_column: str = "diagnosis"
+    case: str = "MDD"
+    control: str = "HC"
+    covariates: list[str] = field(default_factory=lambda: ["age", "sex"])
+    site_column: str | None = "site"
+    min_per_group: int = 3
+    symptoms: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, participants_tsv: str, groups: dict, covariates, site_column, min_per_group, symptoms=()):
+        return cls(participants_tsv, groups["column"], groups["case"], groups["control"], list(covariates),
+                   site_column or None, int(min_per_group), list(symptoms))
+
+    def participants(self) -> pd.DataFrame:
+        required = [self.group_column, *self.covariates] + ([self.site_column] if self.site_column else [])
+        return read_participants(self.participants_tsv, required)
+
+    def design(self, ids: pd.Index | list[str], participants: pd.DataFrame | None = None) -> pd.DataFrame:
+        """design_matrix of the participants with data (bad label / missing covariate -> InputError)."""
+        p = self.participants() if participants is None else participants
+        missing = sorted(set(ids) - set(p["participant_id"]))
+        if missing:
+            raise InputError(f"{missing[0]}: has regional values but no row in {self.participants_tsv}")
+        p = p[p["participant_id"].isin(ids)]
+        return design_matrix(p, self.group_column, self.case, self.control, self.covariates, self.site_column)
+
+    def sites(self, participants: pd.DataFrame) -> pd.Series | None:
+        if not self.site_column:
+            return None
+        return participants.set_index("participant_id")[self.site_column].astype(str).rename(self.site_column)
+
+    def symptom_table(self, participants: pd.DataFrame) -> pd.DataFrame | None:
+        cols = [c for c in self.symptoms if c in participants.columns]
+        if not cols:
+            return None
+        return participants.set_index("participant_id")[cols].apply(pd.to_numeric, errors="coerce")
+
+
+def _check_groups(design: pd.DataFrame, spec: CohortSpec, what: str) -> None:
+    n1 = int(design["case"].sum())
+    n0 = len(design) - n1
+    if min(n1, n0) < spec.min_per_group:
+        raise InputError(f"{what}: {n1} cases and {n0} controls with data; at least {spec.min_per_group} of each "
+                         "are needed (config: min_per_group)")
+
+
+def _check_values(values: pd.DataFrame, measure: str) -> None:
+    """A region without values or with one value in every subject cannot be standardised."""
+    sd = values.std()
+    bad = sd.index[~(sd > 0)]
+    if len(bad):
+        raise InputError(f"{measure} {bad[0]}: the region has the same value in every subject (or no values)")
+
+
+def _combat_covars(spec: CohortSpec, design: pd.DataFrame, participants: pd.DataFrame, with_case: bool = True):
+    from .harmonize import combat_covariates
+
+    sites = spec.sites(participants)
+    if sites is None:
+        raise InputError("ComBat needs a site column (config: site_column) or cohort.harmonize: false")
+    cov = combat_covariates(design, sites)
+    return cov if with_case else cov.drop(columns="case")
+
+
+# --- inputs: thickness and user tables ----------------------------------------------------------
+
+def run_thickness(source: str, path: str, participants_tsv: str, atlas_labels: str, out_table: str, out_qc: str,
+                  log: str | None = None) -> None:
+    """group/parcels_thickness.tsv from FreeSurfer stats (``source`` freesurfer, ``path`` the
+    subjects dir) or an ENIGMA table (``source`` enigma), + its QC rows."""
+    from .cohort import qc_table
+    from .parcellate import read_labels
+    from .thickness import enigma_table, freesurfer_table
+
+    regions = list(read_labels(atlas_labels)["name"])
+    ids = list(pd.read_csv(participants_tsv, sep="\t", dtype=str)["participant_id"])
+    if source == "enigma":
+        table, qc = enigma_table(path, regions)
+    else:
+        table, qc = freesurfer_table(path, ids, regions)
+    write_all({out_table: table, out_qc: qc_table(qc)})
+    if log:
+        Path(log).write_text(f"thickness ({source}, {path}): {len(table)} subjects, {table.shape[1] - 2} regions\n")
+
+
+def run_import_table(table: str, measure: str, out_table: str, out_qc: str, log: str | None = None) -> None:
+    """A user's regional table, validated, as group/parcels_<measure>.tsv (+ QC rows)."""
+    from .cohort import qc_table
+    from .regional import read_regional_table
+
+    df = read_regional_table(table, measure)
+    qc = [dict(participant_id=p, session=s, step=f"table_{measure}", status="ok", reason=f"from {Path(table).name}")
+          for p, s in zip(df["participant_id"], df["session"])]
+    write_all({out_table: df, out_qc: qc_table(qc)})
+    if log:
+        Path(log).write_text(f"{measure}: {len(df)} rows from {table}\n")
+
+
+# --- harmonisation -----------------------------------------------------------------------------
+
+def run_harmonize(table: str, measure: str, spec: CohortSpec, min_per_site: int, out_table: str, out_model: str) -> None:
+    """group/harmonized/parcels_<measure>.tsv (one row per subject) + the saved ComBat model."""
+    from .harmonize import fit_combat, save_model
+
+    values = load_measures({measure: table})[measure]
+    parts = spec.participants()
+    design = spec.design(values.index, parts)
+    _check_groups(design, spec, measure)
+    model, adj = fit_combat(values.loc[design.index], _combat_covars(spec, design, parts), min_per_site, what=measure)
+    out = adj.reset_index().rename(columns={"index": "participant_id"})
+    out.insert(1, "session", "")
+    Path(out_model).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out_model).with_suffix(".tmp")
+    save_model(model, tmp)
+    write_tsv_atomic(out, out_table)
+    tmp.replace(out_model)
+
+
+# --- effect sizes: hemisphere-averaged table and functional / structural ratio ------------------
+
+def run_effect_summaries(tables: list[str], measures: list[str], spec: CohortSpec, functional: list[str],
+                         structural: list[str], n_boot: int, seed: int, out_hemi: str, out_ratio: str) -> None:
+    values = load_measures(dict(zip(measures, tables)))
+    parts = spec.participants()
+    hemi, design_all = [], {}
+    for m, v in values.items():
+        design = spec.design(v.index, parts)
+        _check_groups(design, spec, m)
+        _check_values(v.loc[design.index], m)
+        design_all[m] = design
+        hemi.append(effect_sizes(hemisphere_mean_values(v.loc[design.index]), design, m, spec.min_per_group))
+    ids = sorted(set().union(*[set(d.index) for d in design_all.values()]))
+    ratio = effect_size_ratio(values, spec.design(ids, parts), [m for m in functional if m in values],
+                              [m for m in structural if m in values], n_boot=n_boot, seed=seed)
+    write_all({out_hemi: pd.concat(hemi, ignore_index=True), out_ratio: ratio})
+
+
+# --- co-localisation and coupling ------------------------------------------------------------
+
+def run_colocalisation(effects_tsv: str, atlas_image: str, atlas_labels: str, tables: list[str], measures: list[str],
+                       spec: CohortSpec, n_null: int, seed: int, out_coloc: str, out_coupling: str) -> None:
+    from .coloc import colocalisation, coupling, region_centroids
+    from .parcellate import read_labels
+
+    effects = pd.read_csv(effects_tsv, sep="\t")
+    cents = region_centroids(atlas_image, read_labels(atlas_labels))
+    coloc = colocalisation(effects, cents, n_null, seed)
+    values = load_measures(dict(zip(measures, tables)))
+    parts = spec.participants()
+    ids = sorted(set().union(*[set(v.index) for v in values.values()]))
+    is_case = spec.design(ids, parts)["case"] == 1
+    # ReHo-CBF first (the study's coupling); every other pair of measures too
+    pairs = [(a, b) for i, a in enumerate(measures) for b in measures[i + 1:]]
+    write_all({out_coloc: coloc, out_coupling: coupling(values, is_case, pairs)})
+
+
+# --- RVI -------------------------------------------------------------------------------------------
+
+def expected_pattern_source(measure: str, patterns: dict[str, str]) -> pd.Series | None:
+    """None = cohort-derived; 'enigma_mdd_thickness' = the shipped ENIGMA-MDD d; else a file."""
+    from .rvi import ENIGMA_MDD_THICKNESS, read_expected_pattern
+
+    src = patterns.get(measure, "cohort")
+    if src in ("", "cohort"):
+        return None
+    return read_expected_pattern(ENIGMA_MDD_THICKNESS if src == "enigma_mdd_thickness" else src)
+
+
+def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int, seed: int, within_site: bool,
+            patterns: dict[str, str], combat_models: list[str] | None, out_rvi: str, out_summary: str,
+            out_symptoms: str, out_patterns: list[str], out_references: list[str], n_boot: int = 1000) -> None:
+    """group/rvi.tsv, rvi_summary.tsv, rvi_symptoms.tsv, expected_pattern_<m>.tsv, models/reference_<m>.pkl."""
+    from .discrimination import SYMPTOM_COLUMNS, rvi_summary, rvi_symptoms
+    from .harmonize import load_model
+    from .rvi import cohort_expected_pattern, cross_validated_rvi, fit_reference
+
+    values = load_measures(dict(zip(measures, tables)))
+    parts = spec.participants()
+    sites = spec.sites(parts)
+    rvis, eps, refs = [], {}, {}
+    for i, (m, v) in enumerate(values.items()):
+        design = spec.design(v.index, parts)
+        _check_groups(design, spec, m)
+        v = v.loc[design.index]
+        _check_values(v, m)
+        ext = expected_pattern_source(m, patterns)
+        r = cross_validated_rvi(v, design, m, folds, seed, sites, spec.site_column, within_site,
+                                spec.min_per_group, ext)
+        rvis.append(r.rename_axis("participant_id").reset_index().assign(measure=m))
+        full = effect_sizes(v, design, m, spec.min_per_group)
+        eps[m] = full[["region", "d", "se", "ci_low", "ci_high", "p", "q_fdr", "n_case", "n_control"]]
+        ep = ext if ext is not None else cohort_expected_pattern(v, design, m, spec.min_per_group)
+        combat = load_model(combat_models[i]) if combat_models else None
+        ref = fit_reference(v, design, m, ep, sites, spec.site_column, within_site, combat)
+        ref.meta["participants"] = parts[parts["participant_id"].isin(v.index)].reset_index(drop=True)
+        ref.meta["spec"] = spec
+        refs[m] = ref
+    rvi = pd.concat(rvis, ignore_index=True)
+    ids = sorted(set(rvi["participant_id"]))
+    design = spec.design(ids, parts)
+    summary = rvi_summary(rvi, design)
+    sym = spec.symptom_table(parts)
+    symptoms = (rvi_symptoms(rvi, design, sym, n_boot=n_boot, seed=seed) if sym is not None
+                else pd.DataFrame(columns=SYMPTOM_COLUMNS))
+    cols = ["participant_id", "measure", "rvi", "avi", "fold", "single_region", "best_region"]
+    write_all({out_rvi: rvi[cols], out_summary: summary, out_symptoms: symptoms,
+               **{p: eps[m] for p, m in zip(out_patterns, measures)}})
+    for p, m in zip(out_references, measures):
+        tmp = Path(p).with_suffix(".tmp")
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        refs[m].save(tmp)
+        tmp.replace(p)
+
+
+def score_new_subjects(reference: str, table: str, participants_tsv: str, out: str) -> pd.DataFrame:
+    """RVI / AVI of new subjects against a saved reference (no refitting); writes ``out``."""
+    from .rvi import Reference, score_with_reference
+
+    ref = Reference.load(reference)
+    spec: CohortSpec = ref.meta["spec"]
+    new_spec = CohortSpec(**{**spec.__dict__, "participants_tsv": participants_tsv})
+    values = load_measures({ref.measure: table})[ref.measure]
+    new = new_spec.participants()
+    # the reference's own rows fix the covariate coding (dummy levels) of the new subjects
+    both = pd.concat([ref.meta["participants"], new[~new["participant_id"].isin(ref.meta["participants"]["participant_id"])]],
+                     ignore_index=True)
+    design = new_spec.design(list(both["participant_id"]), both).loc[values.index]
+    covars = _combat_covars(new_spec, design, both) if ref.combat is not None else None
+    scores = score_with_reference(ref, values, design, new_spec.sites(both), covars)
+    scores = scores.rename_axis("participant_id").reset_index().assign(measure=ref.measure)
+    write_tsv_atomic(scores[["participant_id", "measure", "rvi", "avi"]], out)
+    return scores
+
+
+# --- prediction --------------------------------------------------------------------------------
+
+def run_prediction(tables: list[str], measures: list[str], spec: CohortSpec, harmonize: bool, min_per_site: int,
+                   outer_folds: int, inner_folds: int, seed: int, out: str) -> None:
+    from .predict import prediction_table
+
+    values = load_measures(dict(zip(measures, tables)))
+    parts = spec.participants()
+    ids = sorted(set().union(*[set(v.index) for v in values.values()]))
+    design = spec.design(ids, parts)
+    for m, v in values.items():
+        _check_groups(design.loc[design.index.intersection(v.index)], spec, m)
+        _check_values(v, m)
+    covars = _combat_covars(spec, design, parts, with_case=False) if harmonize else None
+    table = prediction_table(values, design, spec.sites(parts), covars, spec.symptom_table(parts),
+                             outer_folds, inner_folds, seed)
+    write_all({out: table})

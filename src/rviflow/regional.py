@@ -1,0 +1,76 @@
+"""Regional tables of any measure: the pipeline's group/parcels_<measure>.tsv or a user's own.
+
+A regional table has a ``participant_id`` column (``sub-`` prefix added when missing), an
+optional ``session`` column and one numeric column per region. Consortia share such tables
+(ENIGMA sites, UK Biobank IDPs), so the cohort statistics run on them alone.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .cohort import subject_table
+from .errors import InputError
+
+
+def read_regional_table(path: str | Path, measure: str) -> pd.DataFrame:
+    """A regional table as scans x [participant_id, session, regions...] (session "" if absent).
+
+    Raises InputError naming the file for a missing participant_id column, a non-numeric region
+    column or a duplicated participant/session row.
+    """
+    path = Path(path)
+    sep = "," if path.suffix == ".csv" else "\t"
+    try:
+        df = pd.read_csv(path, sep=sep, dtype={"participant_id": str, "session": str}, na_values="n/a")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{measure} table unreadable: {exc}", path=str(path)) from None
+    if "participant_id" not in df.columns:
+        raise InputError(f"{measure} table has no participant_id column", path=str(path))
+    df["participant_id"] = [p if p.startswith("sub-") else f"sub-{p}" for p in df["participant_id"].astype(str)]
+    if "session" not in df.columns:
+        df.insert(1, "session", "")
+    df["session"] = df["session"].fillna("").astype(str)
+    regions = [c for c in df.columns if c not in ("participant_id", "session")]
+    if not regions:
+        raise InputError(f"{measure} table has no region columns", path=str(path))
+    for r in regions:
+        if not pd.api.types.is_numeric_dtype(df[r]):
+            bad = df[r][pd.to_numeric(df[r], errors="coerce").isna() & df[r].notna()]
+            raise InputError(f"{measure} region {r!r} has a non-numeric value {bad.iloc[0]!r}", path=str(path))
+    dup = df.duplicated(["participant_id", "session"])
+    if dup.any():
+        raise InputError(f"{df['participant_id'][dup].iloc[0]} appears twice in the {measure} table", path=str(path))
+    return df[["participant_id", "session", *regions]]
+
+
+def load_measures(tables: dict[str, str | Path]) -> dict[str, pd.DataFrame]:
+    """{measure: subjects x regions} from regional tables (runs / sessions as :func:`subject_table`)."""
+    return {m: subject_table(read_regional_table(p, m)) for m, p in tables.items()}
+
+
+def write_tsv_atomic(df: pd.DataFrame, path: str | Path, **kw) -> None:
+    """Write a TSV through a temporary file in the same folder, renamed at the end."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_csv(tmp, sep="\t", **{"index": False, "float_format": "%.6g", "na_rep": "n/a", **kw})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file's mode instead
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_all(frames: dict[str | Path, pd.DataFrame]) -> None:
+    """Write several tables only after all were computed (each atomically)."""
+    for path, df in frames.items():
+        write_tsv_atomic(df, path)

