@@ -33,6 +33,16 @@ MACHINERY_CONFIG = dict(
 )
 
 
+def recovered_vs_planted(out: Path, cohort: dict, measure: str):
+    """(effect sizes of ``measure`` merged with truth/effects.tsv, the whole effect-size table)."""
+    import pandas as pd
+
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    truth = pd.read_csv(cohort["truth"] / "effects.tsv", sep="\t")
+    m = eff.merge(truth, on=["measure", "region"])
+    return m[m["measure"] == measure], eff
+
+
 def run_snakemake(configfile: Path, workdir: Path, *extra: str, timeout: int = 2400) -> subprocess.CompletedProcess:
     """A real snakemake run of the repository's Snakefile (same Python as the tests)."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",

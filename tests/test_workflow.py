@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake, write_config
+from conftest import recovered_vs_planted, run_snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 SPACE = "MNI152NLin2009cAsym"
@@ -57,10 +57,7 @@ def test_planted_reho_deficit_is_recovered(pipeline_run):
     """Planted truth (truth/effects.tsv) vs the recovered d: sign, and larger than elsewhere."""
     proc, out, cohort = pipeline_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
-    truth = pd.read_csv(cohort["truth"] / "effects.tsv", sep="\t")
-    m = eff.merge(truth, on=["measure", "region"])
-    m = m[m["measure"] == "reho"]
+    m, eff = recovered_vs_planted(out, cohort, "reho")
     planted = m["planted_d"] != 0
     assert planted.sum() == 12
     assert m.loc[planted, "d"].mean() < 0 and np.sign(m.loc[planted, "d"].median()) == np.sign(m.loc[planted, "planted_d"].iloc[0])

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import recovered_vs_planted
+
 pytestmark = pytest.mark.workflow
 SPACE = "MNI152NLin2009cAsym"
 
@@ -51,10 +53,7 @@ def test_planted_hypoperfusion_is_recovered(pipeline_run):
     """CBF effect sizes: negative where hypoperfusion was planted, and larger there than elsewhere."""
     proc, out, cohort = pipeline_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
-    truth = pd.read_csv(cohort["truth"] / "effects.tsv", sep="\t")
-    m = eff.merge(truth, on=["measure", "region"])
-    m = m[m["measure"] == "cbf"]
+    m, eff = recovered_vs_planted(out, cohort, "cbf")
     assert len(m) == 83 and (m["n_case"] + m["n_control"] == 16).all()
     planted = m["planted_d"] != 0
     assert planted.sum() == 8

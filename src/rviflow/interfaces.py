@@ -24,6 +24,13 @@ from nipype.interfaces.base import (  # noqa: E402
 from .bids_io import save_nifti, software_versions, write_json, write_tsv  # noqa: E402
 
 
+def _save_maps(maps, mask_path: str, mask: np.ndarray, affine: np.ndarray, header) -> None:
+    """Save (path, 3-D array) maps as float32 and their voxel mask as uint8, atomically."""
+    for path, arr in maps:
+        save_nifti(nib.Nifti1Image(arr.astype(np.float32), affine, header), path)
+    save_nifti(nib.Nifti1Image(mask.astype(np.uint8), affine), mask_path)
+
+
 def _sidecar(path: str) -> str:
     return path.replace(".nii.gz", ".json").replace(".tsv", ".json")
 
@@ -116,9 +123,7 @@ class ComputeReHo(SimpleInterface):
         hdr = img.header.copy()
         hdr.set_data_shape(img.shape[:3])
         hdr.set_data_dtype(np.float32)
-        for path, arr in ((i.out_reho, w), (i.out_mreho, m), (i.out_zreho, z)):
-            save_nifti(nib.Nifti1Image(arr.astype(np.float32), img.affine, hdr), path)
-        save_nifti(nib.Nifti1Image(used.astype(np.uint8), img.affine), i.out_mask)
+        _save_maps([(i.out_reho, w), (i.out_mreho, m), (i.out_zreho, z)], i.out_mask, used, img.affine, hdr)
         qc = dict(n_voxels_mask=int(mask.sum()), n_voxels_zero_variance=int(mask.sum() - used.sum()),
                   mean_reho=float(w[used].mean()), n_timepoints=int(img.shape[3]))
         side = _sidecar(i.out_reho)
@@ -227,9 +232,7 @@ class QuantifyCBF(SimpleInterface):
         outputs = [(i.out_cbf, res["cbf"]), (i.out_rel, res["rel"])]
         if res["att"] is not None and i.out_att:
             outputs.append((i.out_att, res["att"]))
-        for path, arr in outputs:
-            save_nifti(nib.Nifti1Image(arr.astype(np.float32), ref.affine, hdr), path)
-        save_nifti(nib.Nifti1Image(res["brain"].astype(np.uint8), ref.affine), i.out_mask)
+        _save_maps(outputs, i.out_mask, res["brain"], ref.affine, hdr)
         side = _sidecar(i.out_cbf)
         write_json(side, dict(status="ok", Sources=[i.in_file], Measure="CBF", Units=res["constants"].get(
             "Units", "ml/100g/min"), Constants=res["constants"], QC=res["qc"],
