@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake, write_config
+from conftest import MACHINERY_CONFIG, run_snakemake, write_config
 from rviflow.bids_io import read_participants
 from rviflow.effects import design_matrix
 from rviflow.errors import InputError
@@ -32,7 +32,10 @@ def _conf(fmriprep, sub):
 def _rewrite(path, fn):
     img = nib.load(path)
     data, affine = fn(np.asarray(img.dataobj).astype(np.float32), img.affine.copy())
-    nib.save(nib.Nifti1Image(data, affine, img.header if data.ndim == img.ndim else None), path)
+    hdr = img.header.copy() if data.ndim == img.ndim else None
+    if hdr is not None:
+        hdr.set_data_dtype(np.float32)  # keep NaN (the synthetic BOLD is int16)
+    nib.save(nib.Nifti1Image(data, affine, hdr), path)
 
 
 #: subject -> (how it is broken, step it fails at, text in the message and QC reason)
@@ -84,7 +87,8 @@ def catalogue_run(tmp_path_factory):
     _rewrite(_bold(fp, "sub-014"), _shift)
     _rewrite(fp / "sub-014" / "func" / f"sub-014_task-rest_space-{SPACE}_desc-brain_mask.nii.gz", _shift)
     out = root / "out"
-    cfg = write_config(root / "config.yaml", cohort, out, min_per_group=2)
+    # the BOLD path only: CBF and the multivariate cohort statistics need more than 4 good subjects
+    cfg = write_config(root / "config.yaml", cohort, out, **MACHINERY_CONFIG)
     return run_snakemake(cfg, root), out, cohort
 
 

@@ -48,8 +48,13 @@ def resample_labels(atlas_img: nib.Nifti1Image, target: nib.Nifti1Image) -> np.n
     """Atlas labels on the target grid, by nearest neighbour (labels are never mixed)."""
     from nilearn.image import resample_to_img
 
-    res = resample_to_img(atlas_img, target, interpolation="nearest", force_resample=True,
-                          copy_header=True)
+    from nilearn.image.resampling import BoundingBoxError
+
+    try:
+        res = resample_to_img(atlas_img, target, interpolation="nearest", force_resample=True,
+                              copy_header=True)
+    except BoundingBoxError:
+        raise InputError("the image does not overlap the atlas at all (is it in the atlas space?)") from None
     return np.asarray(res.dataobj).astype(np.int32)
 
 
@@ -100,7 +105,10 @@ def parcellate_image(
     valid = None
     if valid_path:
         valid = np.asarray(nib.load(str(valid_path)).dataobj) > 0
-    grid = resample_labels(nib.load(str(atlas_image)), img)
+    try:
+        grid = resample_labels(nib.load(str(atlas_image)), img)
+    except InputError as exc:
+        raise InputError(exc.reason, path=str(map_path)) from None
     means, counts = parcel_means(data, grid, read_labels(atlas_labels), valid)
     n_empty = int((counts.to_numpy() == 0).sum())
     if n_empty > len(counts) / 2:

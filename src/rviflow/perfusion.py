@@ -28,8 +28,13 @@ def _on_grid(img: nib.Nifti1Image, reference: nib.Nifti1Image, interpolation: st
     if img.shape[:3] == reference.shape[:3] and np.allclose(img.affine, reference.affine, atol=1e-4):
         return np.asarray(img.dataobj, dtype=float)
     from nilearn.image import resample_to_img
+    from nilearn.image.resampling import BoundingBoxError
 
-    out = resample_to_img(img, reference, interpolation=interpolation, force_resample=True, copy_header=True)
+    try:
+        out = resample_to_img(img, reference, interpolation=interpolation, force_resample=True, copy_header=True)
+    except BoundingBoxError:
+        raise InputError("the image does not overlap the reference grid at all (is it in the atlas space?)",
+                         path=getattr(img, "get_filename", lambda: None)()) from None
     return np.asarray(out.dataobj, dtype=float)
 
 
