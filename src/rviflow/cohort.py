@@ -22,6 +22,7 @@ def _status(sidecar: str | Path) -> dict:
 
 def gather_parcels(
     parcel_files: list[str], parcel_sidecars: list[str], step_sidecars: dict[str, list[str]] | None = None,
+    parcellate_step: str = "parcellate",
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Stack per-scan parcel rows of successful scans; QC rows for every scan and step.
 
@@ -32,6 +33,8 @@ def gather_parcels(
     step_sidecars : {step: [sidecar per scan]}, optional
         Sidecars of earlier steps (aligned with ``parcel_files``) whose QC numbers go into the
         QC table of successful scans (e.g. volumes kept, mean FD, zero-variance voxels).
+    parcellate_step : str
+        Name of the parcellation step in the QC rows (e.g. parcellate_cbf beside ReHo's parcellate).
 
     Returns
     -------
@@ -44,7 +47,8 @@ def gather_parcels(
         rec = _status(side)
         if rec.get("status") != "ok":
             pid = rec.get("participant_id", Path(tsv).name.split("_")[0])
-            qc.append(dict(participant_id=pid, session="", step=rec.get("step", "parcellate"),
+            step = rec.get("step", "parcellate")
+            qc.append(dict(participant_id=pid, session="", step=parcellate_step if step == "parcellate" else step,
                            status="failed", reason=rec.get("reason", "unknown")))
             continue
         row = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str, "session": str}, na_values="n/a")
@@ -57,7 +61,7 @@ def gather_parcels(
             detail = ", ".join(f"{k}={v}" for k, v in q.items() if not isinstance(v, (list, dict)))
             qc.append(dict(participant_id=pid, session=ses, step=step, status="ok", reason=detail))
         empty = rec.get("QC", {}).get("empty_regions", [])
-        qc.append(dict(participant_id=pid, session=ses, step="parcellate", status="ok",
+        qc.append(dict(participant_id=pid, session=ses, step=parcellate_step, status="ok",
                        reason=f"regions without voxels: {', '.join(empty)}" if empty else ""))
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["participant_id", "session"])
     table["session"] = table["session"].fillna("").astype(str)
