@@ -16,9 +16,16 @@ validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/reho.smk"
-include: "workflow/rules/parcellate.smk"
-include: "workflow/rules/cbf.smk"
+
+
+if IMAGING:  # fmriprep_dir given; else the cohort stage runs on regional tables alone
+
+    include: "workflow/rules/reho.smk"
+    include: "workflow/rules/parcellate.smk"
+    include: "workflow/rules/cbf.smk"
+    include: "workflow/rules/batch.smk"
+
+
 include: "workflow/rules/cohort_inputs.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/transcriptomics.smk"

@@ -1,9 +1,9 @@
-"""Snakemake script: spatial correlation of effect-size maps (BrainSMASH nulls) + regional coupling."""
+"""Snakemake script: spatial correlation of effect-size maps (BrainSMASH or spin nulls) + regional coupling."""
 from rviflow.cohort_stats import CohortSpec, run_colocalisation
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params.covariates, sm.params.site_column,
                               sm.params.min_per_group)
 run_colocalisation(sm.input.effects, sm.input.atlas_image, sm.input.atlas_labels, list(sm.input.tables),
-                   list(sm.params.measures), spec, sm.params.n_null, sm.params.seed, sm.output.coloc,
-                   sm.output.coupling)
+                   list(sm.params.measures), spec, sm.params.null_method, sm.params.n_nulls, sm.params.seed,
+                   sm.output.coloc, sm.output.null, sm.output.coupling)

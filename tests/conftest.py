@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,67 @@ def run_snakemake(configfile: Path, workdir: Path, *extra: str, timeout: int = 2
            str(configfile), "--directory", str(workdir), "--cores", "2", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, NIPYPE_NO_ET="1"))
+
+
+#: one job block of a snakemake log: rule name, then its indented lines
+JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", re.M)
+
+
+def jobs_that_ran(log: str) -> set[tuple[str, str]]:
+    """(rule, subject or '') of every job a run finished, from its snakemake log (the "rule X:"
+    job blocks and their "Finished jobid" lines)."""
+    planned = {}
+    for m in JOB_BLOCK.finditer(log):
+        jobid = re.search(r"jobid: (\d+)", m.group(2))
+        wildcards = re.search(r"wildcards: (.*)", m.group(2))
+        sub = re.search(r"sub-[a-zA-Z0-9]+", wildcards.group(1)) if wildcards else None
+        if jobid:
+            planned[jobid.group(1)] = (m.group(1), sub.group(0) if sub else "")
+    finished = re.findall(r"Finished jobid: (\d+) \(Rule: (\w+)\)", log)
+    assert finished, "no finished jobs in the log:\n" + log[-2000:]
+    ran = set()
+    for jobid, rule in finished:
+        assert planned[jobid][0] == rule, (jobid, rule)
+        ran.add(planned[jobid])
+    return ran
+
+
+def derivative_files(out: Path) -> set[str]:
+    """Relative paths of the files of an output tree, without logs/, work/ (nipype provenance)
+    and rviflow's run lock."""
+    return {str(p.relative_to(out)) for p in out.rglob("*")
+            if p.is_file() and p.relative_to(out).parts[0] not in ("logs", "work") and p.name != ".rviflow.lock"}
+
+
+def assert_same_outputs(out_a: Path, out_b: Path) -> set[str]:
+    """Two runs' output trees hold the same files with the same content: NIfTI arrays and
+    affines, JSON and text with each tree's own path replaced (and the report's time stamps).
+    Returns the files compared."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    files = derivative_files(out_a)
+    assert files == derivative_files(out_b), files ^ derivative_files(out_b)
+    for rel in sorted(files):
+        a, b = out_a / rel, out_b / rel
+        if a.name.endswith(".nii.gz"):
+            ia, ib = nib.load(a), nib.load(b)
+            assert np.array_equal(np.asarray(ia.dataobj), np.asarray(ib.dataobj)), rel
+            assert np.allclose(ia.affine, ib.affine), rel
+        elif a.suffix == ".json":
+            ja = json.loads(a.read_text().replace(str(out_a), "<out>"))
+            jb = json.loads(b.read_text().replace(str(out_b), "<out>"))
+            assert ja == jb, rel
+        elif a.suffix in (".tsv", ".html", ".txt"):
+            ta, tb = (f.read_text().replace(str(o), "<out>") for f, o in ((a, out_a), (b, out_b)))
+            if a.suffix == ".html":  # the report states when it was made
+                ta, tb = (re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?", "<time>", t) for t in (ta, tb))
+            assert ta == tb, rel
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -307,3 +307,16 @@ def test_ready_maps_resampled_and_normalised(tmp_path, kind):
     assert res["rel"][ref].mean() == pytest.approx(1.0)
     assert res["constants"]["NormalisationReferenceMean"] == pytest.approx(res["cbf"][ref].mean(), rel=1e-4)
     assert res["qc"]["mean_gm_cbf"] == pytest.approx(res["cbf"][brain & (atlas > 0)].mean(), abs=1e-3)
+
+
+def test_negative_mean_cbf_names_the_aslcontext():
+    """Label and control swapped give a negative mean CBF: one line naming subject, aslcontext
+    file and the likely cause (the workflow-level row: tests/test_workflow.py, ASL_ROWS)."""
+    from rviflow.perfusion import check_mean_cbf
+
+    brain = np.ones((2, 2, 2), bool)
+    check_mean_cbf(np.full((2, 2, 2), 40.0), brain, "/d/sub-01_asl.nii.gz", "sub-01", ["control", "label"])
+    with pytest.raises(InputError) as info:
+        check_mean_cbf(np.full((2, 2, 2), -40.0), brain, "/d/sub-01_asl.nii.gz", "sub-01", ["control", "label"])
+    assert str(info.value) == ("sub-01: /d/sub-01_aslcontext.tsv: mean CBF in the brain is -40.0 ml/100 g/min "
+                               "(negative): label and control look swapped: check the order of volume_type")

@@ -104,3 +104,51 @@ def test_small_site_for_combat(tmp_path):
     with pytest.raises(InputError, match="site 's9' has 2 subject.*ComBat needs at least 3 per site.*cohort.harmonize"):
         run_harmonize(paths[0], "reho", spec, 3, tmp_path / "out" / "h.tsv", tmp_path / "out" / "m.pkl")
     assert _outputs(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", ["no_id", "non_numeric", "no_match"])
+def test_user_table_bad_input_clear_message_nothing_written(tmp_path, case):
+    from rviflow.cohort_stats import run_import_table
+
+    p, tabs = _write(tmp_path, n=12)
+    t = tabs["reho"].drop(columns="session")
+    if case == "no_id":
+        t = t.rename(columns={"participant_id": "subject"})
+        msg = "gmv.tsv: gmv table has no participant_id column"
+    elif case == "non_numeric":
+        t["L_r1"] = t["L_r1"].round(3).astype(str)
+        t.loc[2, "L_r1"] = "big"
+        msg = "gmv.tsv: sub-002: gmv region 'L_r1' has a non-numeric value 'big'"
+    else:
+        t["participant_id"] = t["participant_id"].str.replace("sub-", "sub-x")
+        msg = "none of the 12 participant_id values of gmv.tsv is in participants.tsv (e.g. 'sub-x000'"
+    p.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    t.to_csv(tmp_path / "gmv.tsv", sep="\t", index=False)
+    o = tmp_path / "out"
+    with pytest.raises(InputError, match=msg.replace("(", r"\(")):
+        run_import_table(str(tmp_path / "gmv.tsv"), "gmv", str(tmp_path / "participants.tsv"), o / "t.tsv",
+                         o / "q.tsv")
+    assert _outputs(tmp_path) == []
+
+
+def test_user_table_rows_are_matched_to_participants(tmp_path, capsys):
+    """A row without a participants.tsv row is left out (QC failed, one line on stderr); a
+    participant without a row gets a failed QC row; IDs without sub- get it."""
+    from rviflow.cohort_stats import run_import_table
+
+    p, tabs = _write(tmp_path, n=12)
+    t = tabs["reho"].drop(columns="session")
+    t = pd.concat([t[t["participant_id"] != "sub-011"], t.head(1).assign(participant_id="sub-777")])
+    t["participant_id"] = t["participant_id"].str.removeprefix("sub-")
+    p.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    t.to_csv(tmp_path / "gmv.csv", index=False)
+    o = tmp_path / "out"
+    run_import_table(str(tmp_path / "gmv.csv"), "gmv", str(tmp_path / "participants.tsv"), o / "t.tsv", o / "q.tsv")
+    table = pd.read_csv(o / "t.tsv", sep="\t")
+    assert len(table) == 11 and "sub-777" not in set(table["participant_id"])
+    assert table["participant_id"][0] == "sub-000"  # the sub- prefix added
+    qc = pd.read_csv(o / "q.tsv", sep="\t").set_index("participant_id")
+    assert (qc["status"] == "ok").sum() == 11 and qc.loc["sub-011", "reason"] == "no row in gmv.csv"
+    assert qc.loc["sub-777", "status"] == "failed"
+    assert capsys.readouterr().err.strip() == ("rviflow: sub-777: has data in gmv.csv but no row in participants.tsv "
+                                               "(left out) (see group/qc.tsv)")

@@ -1,4 +1,4 @@
-"""Co-localisation with BrainSMASH nulls; atlas centroids; regional coupling."""
+"""Co-localisation with BrainSMASH and spin nulls; atlas centroids; regional coupling."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rviflow.coloc import colocalisation, coupling, distance_matrix, region_centroids, spatial_correlation
+from rviflow.coloc import colocalisation, coupling, spatial_correlation
 from rviflow.errors import InputError
+from rviflow.nulls import distance_matrix, null_coordinates, region_centroids
 from rviflow.parcellate import default_atlas, read_labels
 
 
@@ -17,6 +18,12 @@ from rviflow.parcellate import default_atlas, read_labels
 def centroids():
     img, labels = default_atlas()
     return region_centroids(img, read_labels(labels))
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    img, labels = default_atlas()
+    return null_coordinates("spin", img, read_labels(labels))
 
 
 def test_centroids_of_a_small_label_image(tmp_path):
@@ -34,31 +41,59 @@ def test_centroids_of_a_small_label_image(tmp_path):
     assert distance_matrix(c)[0, 1] == pytest.approx(np.sqrt(25 + 16 + 4))
 
 
-def test_spatial_null_for_related_and_unrelated_maps(centroids):
-    rng = np.random.default_rng(0)
+def _smooth_maps(centroids, seed=0):
+    """A spatially smooth map (a function of position + noise), a noisy copy of it, and noise."""
+    rng = np.random.default_rng(seed)
     regions = list(centroids.index)
-    # spatially smooth map: a function of position + noise
     xyz = centroids.to_numpy()
     a = pd.Series(np.sin(xyz[:, 1] / 30) + 0.3 * rng.normal(size=len(regions)), index=regions, name="reho")
     b = pd.Series(a.to_numpy() + 0.3 * rng.normal(size=len(regions)), index=regions, name="cbf")
-    res = spatial_correlation(a, b, centroids, n_null=400, seed=1)
-    assert res["r"] == pytest.approx(stats.pearsonr(a, b)[0])   # reference: scipy
-    assert res["r"] > 0.8 and res["p_spatial_null"] < 0.01 and res["n_null"] == 400
     c = pd.Series(rng.normal(size=len(regions)), index=regions, name="thickness")
-    res = spatial_correlation(a, c, centroids, n_null=200, seed=1)
-    assert res["p_spatial_null"] > 0.01
+    return a, b, c
 
 
-def test_colocalisation_table_and_too_few_regions(centroids):
+@pytest.mark.parametrize("method", ["brainsmash", "spin"])
+def test_spatial_null_for_related_and_unrelated_maps(centroids, sphere, method):
+    """Planted: b = a + noise is co-localised with a (p small); c is unrelated noise (p not small).
+    Both nulls correlate null maps of a with b; spin uses the 68 cortical parcels only."""
+    coords = centroids if method == "brainsmash" else sphere
+    a, b, c = _smooth_maps(centroids)
+    res, null_r = spatial_correlation(a, b, coords, method, n_null=400, seed=1)
+    kept = [r for r in a.index if r in coords.index]
+    assert res["n_regions"] == (83 if method == "brainsmash" else 68) == len(kept)
+    assert res["r"] == pytest.approx(stats.pearsonr(a[kept], b[kept])[0])   # reference: scipy
+    assert res["r"] > 0.8 and res["p_spatial_null"] < 0.01 and res["n_null"] == 400 == len(null_r)
+    assert res["null_method"] == method and res["p_spatial_null"] == pytest.approx(
+        (1 + np.sum(np.abs(null_r) >= abs(res["r"]))) / 401)
+    res, _ = spatial_correlation(a, c, coords, method, n_null=200, seed=1)
+    assert res["p_spatial_null"] > 0.05
+
+
+def test_spin_nulls_are_permutations_within_hemisphere(centroids, sphere):
+    a, b, _ = _smooth_maps(centroids)
+    from rviflow.nulls import generate_nulls
+
+    cortex = a[[r for r in a.index if r in sphere.index]]
+    nulls = generate_nulls(cortex, "spin", sphere, n=20, seed=0)
+    left = (sphere.loc[cortex.index, "hemisphere"] == "L").to_numpy()
+    for row in nulls:
+        np.testing.assert_allclose(np.sort(row[left]), np.sort(cortex.to_numpy()[left]))
+    assert not np.allclose(nulls[0], cortex.to_numpy())
+
+
+def test_colocalisation_table_null_table_and_too_few_regions(centroids):
     rng = np.random.default_rng(2)
     regions = list(centroids.index)
     eff = pd.concat([pd.DataFrame(dict(measure=m, region=regions, d=rng.normal(size=len(regions))))
-                     for m in ("reho", "thickness")])
-    tab = colocalisation(eff, centroids, n_null=100)
-    assert list(tab[["map_a", "map_b"]].iloc[0]) == ["reho", "thickness"] and tab["n_regions"].iloc[0] == 83
+                     for m in ("reho", "cbf", "thickness")])
+    tab, nulls = colocalisation(eff, centroids, "brainsmash", n_null=100)
+    assert list(tab[["map_a", "map_b"]].iloc[0]) == ["reho", "cbf"] and tab["n_regions"].iloc[0] == 83
+    assert list(tab.columns) == ["map_a", "map_b", "n_regions", "r", "p_spatial_null", "p_parametric", "n_null",
+                                 "null_method"]
+    assert len(nulls) == 300 and nulls.groupby(["map_a", "map_b"]).size().eq(100).all()
     with pytest.raises(InputError, match="3 regions with both maps"):
         spatial_correlation(pd.Series([1.0, 2, 3], index=regions[:3], name="a"),
-                            pd.Series([1.0, 3, 2], index=regions[:3], name="b"), centroids, 100)
+                            pd.Series([1.0, 3, 2], index=regions[:3], name="b"), centroids, "brainsmash", 100)
 
 
 def test_coupling_matches_pearson():

@@ -13,29 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import MACHINERY_CONFIG, run_snakemake, write_config
+from conftest import JOB_BLOCK, MACHINERY_CONFIG, jobs_that_ran, run_snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 NEW = ("sub-007", "sub-008")
-_JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", re.M)
-
-
-def jobs_that_ran(log: str) -> set[tuple[str, str]]:
-    """(rule, subject or '') of every job the run finished, from the snakemake log."""
-    planned = {}
-    for m in _JOB.finditer(log):
-        jobid = re.search(r"jobid: (\d+)", m.group(2))
-        wildcards = re.search(r"wildcards: (.*)", m.group(2))
-        sub = re.search(r"sub-[a-zA-Z0-9]+", wildcards.group(1)) if wildcards else None
-        if jobid:
-            planned[jobid.group(1)] = (m.group(1), sub.group(0) if sub else "")
-    finished = re.findall(r"Finished jobid: (\d+) \(Rule: (\w+)\)", log)
-    assert finished, "no finished jobs in the log:\n" + log[-2000:]
-    ran = set()
-    for jobid, rule in finished:
-        assert planned[jobid][0] == rule, (jobid, rule)
-        ran.add(planned[jobid])
-    return ran
 
 
 def _per_subject(ran):
@@ -146,7 +127,7 @@ def test_reho_parameter_with_temp_denoised_bold(rerun_history):
     ran = rerun_history["reho_temp"]
     subjects = set(rerun_history["old"]) | set(NEW)
     assert _per_subject(ran) == {(r, s) for r in ("denoise", "reho", "parcellate_reho") for s in subjects}
-    reasons = [m.group(2) for m in _JOB.finditer(LOGS["reho_temp"]) if m.group(1) == "denoise"]
+    reasons = [m.group(2) for m in JOB_BLOCK.finditer(LOGS["reho_temp"]) if m.group(1) == "denoise"]
     assert len(reasons) == len(subjects)
     assert all(re.search(r"reason: Missing output files: \S+_desc-denoised_bold\.nii\.gz", r) for r in reasons), \
         reasons[0]
@@ -156,7 +137,7 @@ def test_resources_scale_with_bold_size(rerun_history):
     """The first run's log shows each denoise job's mem_mb: 1,500 MB + 12 x its BOLD's MB
     (workflow/rules/common.smk), i.e. computed per job from the input size."""
     seen = {}
-    for m in _JOB.finditer(LOGS["first"]):
+    for m in JOB_BLOCK.finditer(LOGS["first"]):
         if m.group(1) == "denoise":
             sub = re.search(r"wildcards: scan=(sub-[a-zA-Z0-9]+)", m.group(2)).group(1)
             seen[sub] = int(re.search(r"mem_mb=(\d+)", m.group(2)).group(1))

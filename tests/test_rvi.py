@@ -76,6 +76,37 @@ def test_cohort_expected_pattern_never_sees_the_scored_subject(monkeypatch):
         assert scored and not scored & train and len(scored) + len(train) == len(vals)
 
 
+def test_fold_harmonisation_never_sees_the_scored_subject(monkeypatch):
+    """ComBat inside the folds (cohort.harmonize): each fit sees only the fold's training subjects,
+    each apply only its scored subjects and no label, and the EP is fitted on the training fold's
+    harmonised values, not on the whole-cohort ones."""
+    import rviflow.harmonize as harmonize
+    from rviflow.harmonize import combat_covariates
+
+    rng = np.random.default_rng(4)
+    p, vals, X = _cohort(rng, 20, 20, 10, -1.5, n_effect=5)
+    sites = p.set_index("participant_id")["site"]
+    raw = vals + sites.map({"a": 0.0, "b": 2.0, "c": -2.0}).to_numpy()[:, None]  # site offsets
+    cov = combat_covariates(X, sites).drop(columns="case")
+    fits, applies, ep_inputs = [], [], []
+    real_fit, real_apply, real_ep = harmonize.fit_combat, harmonize.apply_combat, rvi_mod.cohort_expected_pattern
+    monkeypatch.setattr(harmonize, "fit_combat", lambda v, c, *a, **k: fits.append((set(v.index), list(c.columns)))
+                        or real_fit(v, c, *a, **k))
+    monkeypatch.setattr(harmonize, "apply_combat", lambda m, v, c, *a, **k: applies.append(set(v.index))
+                        or real_apply(m, v, c, *a, **k))
+    monkeypatch.setattr(rvi_mod, "cohort_expected_pattern",
+                        lambda v, *a, **k: ep_inputs.append(v) or real_ep(v, *a, **k))
+    garbage = pd.DataFrame(rng.normal(size=vals.shape), index=vals.index, columns=vals.columns)
+    out = cross_validated_rvi(garbage, X, "x", n_folds=4, sites=sites, site_column="site", raw=raw, combat_covars=cov)
+    assert len(fits) == len(applies) == len(ep_inputs) == 4
+    for fold, ((train, cols), test, ep_in) in enumerate(zip(fits, applies, ep_inputs), 1):
+        scored = set(out.index[out["fold"] == fold])
+        assert test == scored and not train & scored and set(ep_in.index) == train and "case" not in cols
+        assert not np.allclose(ep_in.to_numpy(), garbage.loc[ep_in.index].to_numpy())
+    auc, _ = auc_delong(out["rvi"].to_numpy(), X.loc[out.index, "case"].to_numpy() == 1)
+    assert auc > 0.8  # the planted effect survives: fold-harmonised raw values, not the garbage
+
+
 def test_leaky_expected_pattern_would_be_caught():
     """No group effect at all: an EP fitted on everyone makes cases look disorder-like (AUC ~1);
     the cross-validated RVI stays at chance."""

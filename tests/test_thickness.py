@@ -73,7 +73,7 @@ def test_enigma_table(tmp_path, regions):
     df = pd.DataFrame({"SubjID": ["01", "sub-02"], "L_bankssts_thickavg": [2.5, 2.6],
                        "R_insula_thickavg": [3.1, 3.0], "LThickness": [2.4, 2.5], "ICV": [1.5e6, 1.4e6]})
     df.to_csv(tmp_path / "CorticalMeasuresENIGMA_ThickAvg.csv", index=False)
-    table, qc = enigma_table(tmp_path / "CorticalMeasuresENIGMA_ThickAvg.csv", regions)
+    table = enigma_table(tmp_path / "CorticalMeasuresENIGMA_ThickAvg.csv", regions)
     assert list(table.columns) == ["participant_id", "session", "L_bankssts", "R_insula"]
     assert list(table["participant_id"]) == ["sub-01", "sub-02"] and table["R_insula"].tolist() == [3.1, 3.0]
 
@@ -88,4 +88,7 @@ def test_bad_stats_files_are_named(tmp_path, regions):
         read_aparc_stats(f)
     pd.DataFrame({"SubjID": ["1"], "L_nowhere_thickavg": [2.0]}).to_csv(tmp_path / "e.csv", index=False)
     with pytest.raises(InputError, match="not in the atlas: L_nowhere"):
+        enigma_table(tmp_path / "e.csv", regions)
+    pd.DataFrame({"SubjID": ["1", "2"], "L_insula_thickavg": ["2.0", "thick"]}).to_csv(tmp_path / "e.csv", index=False)
+    with pytest.raises(InputError, match="e.csv: 2: thickness region 'L_insula_thickavg' has a non-numeric value"):
         enigma_table(tmp_path / "e.csv", regions)

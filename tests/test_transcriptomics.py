@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rviflow.coloc import distance_matrix, region_centroids
-from rviflow.nulls import dk_sphere_centroids, null_maps, spin_nulls, variogram
+from rviflow.nulls import distance_matrix, dk_sphere_centroids, null_maps, region_centroids, spin_nulls, variogram
 from rviflow.parcellate import DK_LABELS, default_atlas, read_labels
 from rviflow.transcriptomics import (bh_fdr, bootstrap_pls1_z, correlate, gene_association, pls1_variance_explained,
                                      pls_regression, select_regions, spatial_p)

@@ -89,25 +89,29 @@ def test_config_schema_failure_names_the_key(tmp_path, cohort16):
 
 @pytest.fixture(scope="module")
 def broken_run(tmp_path_factory):
-    """6 subjects: sub-002 lost its confounds file, sub-004's BOLD is 3-D, sub-009 has no row;
-    sub-005's aslcontext has one row too many (its CBF fails, its ReHo does not)."""
+    """9 subjects: sub-002 lost its confounds file, sub-004's BOLD is 3-D, sub-099 has no row;
+    bad ASL (its CBF fails, its ReHo does not): sub-005's aslcontext has one row too many, and the
+    rows of ASL_ROWS (sub-007 to sub-009). CBF is left with sub-001, sub-006 (MDD), sub-003 and
+    sub-004 (HC): the fewest the effect sizes take."""
     from rviflow.synth import write_cohort
 
     root = tmp_path_factory.mktemp("broken")
-    cohort = write_cohort(root / "cohort", n_subjects=8, seed=5, n_sites=2)
+    cohort = write_cohort(root / "cohort", n_subjects=9, seed=5, n_sites=2)
     func = cohort["fmriprep"] / "sub-002" / "func"
     (func / "sub-002_task-rest_desc-confounds_timeseries.tsv").unlink()
     bold4 = cohort["fmriprep"] / "sub-004" / "func" / f"sub-004_task-rest_space-{SPACE}_desc-preproc_bold.nii.gz"
     img = nib.load(bold4)
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine), bold4)
-    extra = cohort["fmriprep"] / "sub-009"
+    extra = cohort["fmriprep"] / "sub-099"
     shutil.copytree(cohort["fmriprep"] / "sub-001", extra)
     for f in extra.glob("func/*"):
-        f.rename(f.with_name(f.name.replace("sub-001", "sub-009")))
+        f.rename(f.with_name(f.name.replace("sub-001", "sub-099")))
     ctx = cohort["bids"] / "sub-005" / "perf" / f"sub-005_space-{SPACE}_aslcontext.tsv"
     ctx.write_text(ctx.read_text() + "label\n")
+    for sub, (what, _, _) in ASL_ROWS.items():
+        _break_asl(cohort["bids"] / sub / "perf" / f"{sub}_space-{SPACE}", what)
     out = root / "out"
-    # 6 subjects over 2 sites: too few for ComBat, RVI folds and nested CV (tested in test_cohort_workflow.py)
+    # 7 subjects over 2 sites: too few for ComBat, RVI folds and nested CV (tested in test_cohort_workflow.py)
     cohort_off = dict(harmonize=False, rvi={"enabled": False}, prediction={"enabled": False},
                       colocalisation={"enabled": False})
     cfg = write_config(root / "config.yaml", cohort, out, min_per_group=2, cohort=cohort_off)
@@ -134,16 +138,61 @@ def test_bad_subject_is_excluded_and_others_kept(broken_run):
     qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
     bad = qc[(qc["participant_id"] == "sub-004") & (qc["status"] == "failed")]
     assert len(bad) == 1 and bad["step"].iloc[0] == "denoise" and "4-D" in bad["reason"].iloc[0]
-    orphan = qc[qc["participant_id"] == "sub-009"]
+    orphan = qc[qc["participant_id"] == "sub-099"]
     assert list(orphan["status"]) == ["failed"] and "no row in participants.tsv" in orphan["reason"].iloc[0]
     parcels = pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")
-    assert sorted(parcels["participant_id"]) == ["sub-001", "sub-003", "sub-005", "sub-006", "sub-007", "sub-008"]
+    assert sorted(parcels["participant_id"]) == ["sub-001", "sub-003", "sub-005", "sub-006", "sub-007", "sub-008",
+                                                    "sub-009"]
     eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
     eff = eff[eff["measure"] == "reho"]
-    assert (eff["n_case"] + eff["n_control"] == 6).all() and eff["d"].notna().all()
+    assert (eff["n_case"] + eff["n_control"] == 7).all() and eff["d"].notna().all()
     # the failed step leaves a status sidecar saying why, never a number
     side = out / "sub-004" / "func" / f"sub-004_task-rest_space-{SPACE}_desc-reho_parcels.json"
     assert json.loads(side.read_text())["status"] == "failed"
+
+
+#: subject -> (how its ASL is broken, file named in the message, text of the message and QC reason)
+ASL_ROWS = {
+    "sub-007": ("sidecar field missing", "_asl.json", "required sidecar field MagneticFieldStrength missing"),
+    "sub-008": ("PASL without bolus cut-off", "_asl.json",
+                "PASL without bolus cut-off (field BolusCutOffFlag is false)"),
+    "sub-009": ("label / control swapped", "_aslcontext.tsv",
+                "ml/100 g/min (negative): label and control look swapped: check the order of volume_type"),
+}
+
+
+def _break_asl(stem, what):
+    side = stem.with_name(stem.name + "_asl.json")
+    meta = json.loads(side.read_text())
+    if what == "sidecar field missing":
+        del meta["MagneticFieldStrength"]
+    elif what == "PASL without bolus cut-off":
+        meta.pop("LabelingDuration", None)
+        meta.update(ArterialSpinLabelingType="PASL", BolusCutOffFlag=False)
+    else:
+        ctx = stem.with_name(stem.name + "_aslcontext.tsv")
+        swap = {"control": "label", "label": "control"}
+        ctx.write_text("\n".join(swap.get(v, v) for v in ctx.read_text().splitlines()) + "\n")
+    side.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("sub", sorted(ASL_ROWS))
+def test_asl_catalogue_row(broken_run, sub):
+    """Bad ASL: one line naming subject, file and problem; CBF failed in qc.tsv; ReHo kept."""
+    proc, out = broken_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    what, name, text = ASL_ROWS[sub]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("rviflow ") and f" {sub}:" in ln]
+    assert len(lines) == 1, (what, lines)
+    assert f"{sub}_space-{SPACE}{name}" in lines[0] and text in lines[0], (what, lines[0])
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t", keep_default_na=False)
+    row = qc[(qc["participant_id"] == sub) & (qc["status"] == "failed")]
+    assert list(row["step"]) == ["cbf"] and text in row["reason"].iloc[0], what
+    assert sub not in set(pd.read_csv(out / "group" / "parcels_cbf.tsv", sep="\t")["participant_id"])
+    assert sub in set(pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")["participant_id"])
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    cbf = eff[eff["measure"] == "cbf"]
+    assert len(cbf) and (cbf["n_case"] + cbf["n_control"] == 4).all()  # sub-001, 003, 004, 006
 
 
 def test_bad_asl_one_clear_message(broken_run):

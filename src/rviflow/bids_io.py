@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, OutputError
 
 #: BIDS entity order for file names (subset we use)
 ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "space", "res", "desc")
@@ -206,13 +206,20 @@ def read_json(path: str | Path) -> dict:
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path`` (same extension); it replaces ``path`` only if the
     block succeeds, so a killed or failed writer never leaves a half-written file under the
-    final name."""
+    final name. Temporaries a killed writer left for ``path`` are removed first. An OS error
+    (disk full, no permission) becomes an :class:`~rviflow.errors.OutputError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".tmp*-{path.name}"):
+            stale.unlink()
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if isinstance(exc, OutputError) or exc.errno is None:  # errno None: not the OS's (e.g. bad gzip)
+            raise
+        raise OutputError(path, exc) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -229,6 +236,14 @@ def write_tsv(df: pd.DataFrame, path: str | Path, **kwargs) -> None:
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", na_rep="n/a", **kwargs)
+
+
+def save_pickle(obj, path: str | Path) -> None:
+    """Pickle ``obj`` (a fitted model) atomically (see :func:`atomic_path`)."""
+    import pickle
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def software_versions() -> dict[str, str]:
@@ -271,20 +286,23 @@ def check_config_paths(bids_dir: str, fmriprep_dir: str, output_dir: str, partic
     """Refuse input paths that do not exist and an output_dir that would write into the inputs.
 
     The output may sit under ``<bids_dir>/derivatives/`` (the BIDS convention) but not elsewhere
-    inside bids_dir, nor inside fmriprep_dir, nor contain either of them.
+    inside bids_dir, nor inside fmriprep_dir, nor contain either of them. An empty bids_dir or
+    fmriprep_dir is not checked (a tables-only run has neither).
     """
-    for key, value in (("bids_dir", bids_dir), ("fmriprep_dir", fmriprep_dir)):
+    given = {k: v for k, v in (("bids_dir", bids_dir), ("fmriprep_dir", fmriprep_dir)) if v}
+    for key, value in given.items():
         if not Path(value).is_dir():
             raise InputError(f"config {key}: {value} does not exist or is not a directory")
     if participants and not Path(participants).is_file():
         raise InputError(f"config participants: {participants} does not exist")
     out = Path(output_dir).resolve()
-    bids, fmriprep = Path(bids_dir).resolve(), Path(fmriprep_dir).resolve()
-    for key, root in (("bids_dir", bids), ("fmriprep_dir", fmriprep)):
+    roots = {k: Path(v).resolve() for k, v in given.items()}
+    for key, root in roots.items():
         if out == root or root.is_relative_to(out):
             raise InputError(f"config output_dir: {out} is or contains {key} {root}; choose a separate directory")
-    if out.is_relative_to(fmriprep):
+    if "fmriprep_dir" in roots and out.is_relative_to(fmriprep := roots["fmriprep_dir"]):
         raise InputError(f"config output_dir: {out} is inside fmriprep_dir {fmriprep}; choose a separate directory")
-    if out.is_relative_to(bids) and not out.is_relative_to(bids / "derivatives"):
+    bids = roots.get("bids_dir")
+    if bids and out.is_relative_to(bids) and not out.is_relative_to(bids / "derivatives"):
         raise InputError(f"config output_dir: {out} is inside bids_dir {bids} (outside its derivatives/ folder); "
                          "choose e.g. <bids_dir>/derivatives/rviflow")

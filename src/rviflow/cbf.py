@@ -151,6 +151,8 @@ def m0_image(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
         tr = float(params.tr_prep[sel][0])
     if m0.shape != data.shape[:3]:
         raise InputError(f"M0 grid {m0.shape} does not match the ASL grid {data.shape[:3]}")
+    if not np.isfinite(m0[mask]).all():
+        raise InputError(f"M0 has NaN or Inf values in {int((~np.isfinite(m0[mask])).sum())} voxels of the brain mask")
     corrected = tr is not None and tr < options.m0_tr_limit
     m0 = m0_tr_correction(m0, tr, options.t1_tissue, options.m0_tr_limit) * options.m0_scale
     m0 = smooth_in_mask(m0, mask, options.m0_fwhm, voxel_mm)
@@ -194,13 +196,15 @@ def score_reject(vols: np.ndarray, tissues: list[np.ndarray], threshold: float =
     """
     n = vols.shape[0]
     keep = np.ones(n, dtype=bool)
-    if n < 3:
+    if n < 3 or not tissues[0].any():  # too few volumes or no voxel to judge them by
         return keep
     gm_mean = vols[:, tissues[0]].mean(axis=1)
     med = np.median(gm_mean)
     mad = 1.4826 * np.median(np.abs(gm_mean - med))
     if mad > 0:
         keep &= np.abs(gm_mean - med) <= threshold * mad
+    if not any(t.sum() > 1 for t in tissues):  # no within-tissue variance to lower
+        return keep
 
     def pooled_var(img):
         num = sum(t.sum() * img[t].var() for t in tissues if t.sum() > 1)
@@ -230,8 +234,14 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
     data : (X, Y, Z, T) ASL series; params : validated sidecar (:func:`rviflow.asl_io.asl_params`)
     mask : (X, Y, Z) bool brain mask; voxel_mm : voxel sizes (mm) for M0 smoothing
     gm_mask : (X, Y, Z) bool, optional: grey matter for the outlier rejection (else the mask)
+
+    Finite input gives a finite map; NaN or Inf in the brain mask (series or M0) is refused with
+    an InputError, as one such voxel would otherwise spoil the outlier rejection of every volume.
     """
     mask = np.asarray(mask, dtype=bool)
+    n_bad = int((~np.isfinite(data[mask])).any(axis=-1).sum())
+    if n_bad:
+        raise InputError(f"{n_bad} voxels in the brain mask have NaN or Inf values in the ASL series")
     t1b = t1_blood(params.field_strength, options.t1_blood)
     alpha = labeling_efficiency(params.labeling_type, params.labeling_efficiency, params.bs_pulses)
     ctx = np.asarray(params.context)

@@ -12,6 +12,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
+#: the local profile (keep-going, rerun-incomplete) that `rviflow run` / `demo` use unless given --profile
+DEFAULT_PROFILE = REPO / "config" / "profiles" / "default"
+DRY_RUN = ("-n", "--dry-run", "--dryrun")
 
 
 def _snakefile() -> Path:
@@ -21,16 +24,84 @@ def _snakefile() -> Path:
     return SNAKEFILE
 
 
-def run_snakemake(args: list[str], workdir: str | Path | None = None) -> int:
-    """Run the pipeline with snakemake (same Python), adding --cores if not given."""
+def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir: str | Path | None = None) -> int:
+    """Run the pipeline with snakemake (same Python), adding --cores if not given.
+
+    Without a ``--profile`` the local profile config/profiles/default is used (keep-going,
+    rerun-incomplete). With ``output_dir`` (and not a dry run) the run holds rviflow's lock on
+    it (:mod:`rviflow.runlock`): a second run on the same output_dir refuses, and a Snakemake
+    lock that a killed run left on it is cleared first.
+    """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(_snakefile())]
     if workdir:
         cmd += ["--directory", str(workdir)]
+    if not any(a == "--profile" or a.startswith("--profile=") for a in args):
+        cmd += ["--profile", str(DEFAULT_PROFILE)]
     if not any(a in ("--cores", "-c", "--jobs", "-j", "--profile", "--dry-run", "-n") or a.startswith(("--cores=", "-c"))
                for a in args):
         cmd += ["--cores", "all"]
     env = dict(os.environ, NIPYPE_NO_ET="1")
-    return subprocess.call(cmd + args, env=env)
+    if output_dir is None or any(a in DRY_RUN for a in args):
+        return _wait(subprocess.Popen(cmd + args, env=env))
+    from .runlock import RunLockError, hold, release, stale_snakemake_lock
+
+    created = not Path(output_dir).exists()
+    try:
+        fd = hold(output_dir)
+    except RunLockError as exc:
+        print(f"rviflow run: {exc}", file=sys.stderr)
+        return 1
+    try:
+        wd = workdir or _option(args, ("--directory", "-d")) or "."
+        if stale_snakemake_lock(wd, output_dir):
+            print(f"rviflow run: clearing the Snakemake lock a stopped run left in {Path(wd).resolve()}/.snakemake",
+                  file=sys.stderr)
+            _wait(subprocess.Popen(cmd + args + ["--unlock"], env=env))
+        return _wait(subprocess.Popen(cmd + args, env=env, pass_fds=(fd,)))
+    finally:
+        release(fd, output_dir, created)
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """Wait for snakemake. Ctrl-C reaches it too (same process group) and it stops cleanly,
+    removing its lock: keep waiting for that rather than killing it."""
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
+
+
+def _option(args: list[str], names: tuple[str, ...]) -> str | None:
+    """Value of the last ``--name VALUE`` / ``--name=VALUE`` among snakemake arguments."""
+    value = None
+    for i, a in enumerate(args):
+        if a in names and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(tuple(f"{n}=" for n in names if n.startswith("--"))):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def output_dir_of(configfile: str | Path, args: list[str]) -> Path | None:
+    """The run's output_dir: the config file's, or a ``--config output_dir=...`` override; a
+    relative one is taken from snakemake's working directory (``--directory``), as the workflow
+    takes it. None if the config file does not say (the workflow's validation will)."""
+    try:
+        cfg = yaml.safe_load(Path(configfile).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    out = cfg.get("output_dir") if isinstance(cfg, dict) else None
+    for i, a in enumerate(args):
+        if a in ("--config", "-C"):
+            for item in args[i + 1:]:
+                if item.startswith("-"):
+                    break
+                if item.startswith("output_dir="):
+                    out = item.split("=", 1)[1]
+    if not out or not isinstance(out, str):
+        return None
+    return Path(_option(args, ("--directory", "-d")) or ".").joinpath(out).absolute()
 
 
 def demo_config(cohort: dict[str, Path], out: Path) -> dict:
@@ -44,6 +115,16 @@ def demo_config(cohort: dict[str, Path], out: Path) -> dict:
         # 1000 null maps, 100 GSEA permutations keep the demo within its time budget
         transcriptomics=dict(enabled=True, maps=["reho"], collections=["go_bp", "rviflow_themes"], n_nulls=1000,
                              n_perm=100),
+    )
+
+
+def tables_demo_config(cohort: dict, out: Path) -> dict:
+    """A tables-only run (no fmriprep_dir): the cohort statistics on regional tables + participants.tsv."""
+    return dict(
+        output_dir=str((out / "derivatives" / "rviflow").resolve()),
+        participants=str(cohort["participants"].resolve()),
+        cohort=dict(tables={m: str(p.resolve()) for m, p in cohort["tables"].items()},
+                    thickness=dict(source="enigma", enigma_table=str(cohort["enigma"].resolve()))),
     )
 
 
@@ -63,19 +144,22 @@ def cmd_synth(a) -> int:
 
 def cmd_demo(a) -> int:
     from .synth import write_cohort
+    from .synth_tables import write_table_cohort
 
     out = Path(a.out)
-    cohort = write_cohort(out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites)
-    cfg = demo_config(cohort, out)
-    if resources_main() != 0:  # fetched by setup.sh already; a no-op then
-        print("rviflow demo: transcriptomics resources unavailable, stage skipped", file=sys.stderr)
-        cfg["transcriptomics"]["enabled"] = False
+    if a.tables_only:
+        cfg = tables_demo_config(write_table_cohort(out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites), out)
+    else:
+        cfg = demo_config(write_cohort(out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites), out)
+        if resources_main() != 0:  # fetched by setup.sh already; a no-op then
+            print("rviflow demo: transcriptomics resources unavailable, stage skipped", file=sys.stderr)
+            cfg["transcriptomics"]["enabled"] = False
     cfg_path = out / "config.yaml"
     cfg_path.write_text("# written by `rviflow demo`; rerun with: snakemake --configfile "
                         f"{cfg_path.resolve()} --cores N (from the rviflow repo)\n" + yaml.safe_dump(cfg, sort_keys=False))
     print(f"rviflow demo: cohort in {out}, config {cfg_path}; running the pipeline ...", flush=True)
     rc = run_snakemake(["--configfile", str(cfg_path.resolve()), "--cores", str(a.cores), *a.snakemake_args],
-                       workdir=out)
+                       workdir=out, output_dir=cfg["output_dir"])
     if rc == 0:
         print(f"rviflow demo: done. Results in {cfg['output_dir']}/group/ (effect_sizes.tsv, qc.tsv, ...)")
         report = Path(cfg["output_dir"]) / "report" / "rviflow_report.html"
@@ -85,7 +169,7 @@ def cmd_demo(a) -> int:
 
 
 def cmd_run(a, rest: list[str]) -> int:
-    return run_snakemake(["--configfile", a.configfile, *rest])
+    return run_snakemake(["--configfile", a.configfile, *rest], output_dir=output_dir_of(a.configfile, rest))
 
 
 def cmd_reho(a) -> int:
@@ -167,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--cores", type=int, default=2)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--sites", type=int, default=3)
+    d.add_argument("--tables-only", action="store_true",
+                   help="regional tables (ReHo, CBF, ENIGMA thickness) instead of images: the cohort statistics alone")
     d.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra snakemake arguments after --")
 
     r = sub.add_parser("run", help="run the pipeline: rviflow run --configfile FILE [snakemake args]")

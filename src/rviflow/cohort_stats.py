@@ -7,6 +7,7 @@ InputError with a one-line message and leaves no half-written table.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,12 +96,14 @@ def run_thickness(source: str, path: str, participants_tsv: str, atlas_labels: s
     subjects dir) or an ENIGMA table (``source`` enigma), + its QC rows."""
     from .cohort import qc_table
     from .parcellate import read_labels
+    from .regional import match_participants_table
     from .thickness import enigma_table, freesurfer_table
 
     regions = list(read_labels(atlas_labels)["name"])
     ids = list(pd.read_csv(participants_tsv, sep="\t", dtype=str)["participant_id"])
     if source == "enigma":
-        table, qc = enigma_table(path, regions)
+        table, qc = match_participants_table(enigma_table(path, regions), ids, "thickness", Path(path).name)
+        _report_left_out(qc)
     else:
         table, qc = freesurfer_table(path, ids, regions)
     write_all({out_table: table, out_qc: qc_table(qc)})
@@ -108,17 +111,28 @@ def run_thickness(source: str, path: str, participants_tsv: str, atlas_labels: s
         Path(log).write_text(f"thickness ({source}, {path}): {len(table)} subjects, {table.shape[1] - 2} regions\n")
 
 
-def run_import_table(table: str, measure: str, out_table: str, out_qc: str, log: str | None = None) -> None:
-    """A user's regional table, validated, as group/parcels_<measure>.tsv (+ QC rows)."""
-    from .cohort import qc_table
-    from .regional import read_regional_table
+def _report_left_out(qc: list[dict]) -> None:
+    """One line per table row left out for want of a participants.tsv row (also in group/qc.tsv)."""
+    for row in qc:
+        if row["status"] == "failed" and "no row in participants.tsv" in row["reason"]:
+            print(f"rviflow: {row['participant_id']}: {row['reason']} (see group/qc.tsv)", file=sys.stderr)
 
-    df = read_regional_table(table, measure)
-    qc = [dict(participant_id=p, session=s, step=f"table_{measure}", status="ok", reason=f"from {Path(table).name}")
-          for p, s in zip(df["participant_id"], df["session"])]
+
+def run_import_table(table: str, measure: str, participants_tsv: str, out_table: str, out_qc: str,
+                     log: str | None = None) -> None:
+    """A user's regional table, validated, as group/parcels_<measure>.tsv (+ QC rows): rows of
+    participants without a participants.tsv row are left out and reported (QC status failed)."""
+    from .cohort import qc_table
+    from .regional import match_participants_table, read_regional_table
+
+    ids = list(pd.read_csv(participants_tsv, sep="\t", dtype=str)["participant_id"])
+    df, qc = match_participants_table(read_regional_table(table, measure), ids, f"table_{measure}",
+                                      Path(table).name)
+    _report_left_out(qc)
     write_all({out_table: df, out_qc: qc_table(qc)})
     if log:
-        Path(log).write_text(f"{measure}: {len(df)} rows from {table}\n")
+        n_out = sum(r["status"] == "failed" for r in qc)
+        Path(log).write_text(f"{measure}: {len(df)} rows from {table}; {n_out} QC failure(s)\n")
 
 
 # --- harmonisation -----------------------------------------------------------------------------
@@ -163,20 +177,23 @@ def run_effect_summaries(tables: list[str], measures: list[str], spec: CohortSpe
 # --- co-localisation and coupling ------------------------------------------------------------
 
 def run_colocalisation(effects_tsv: str, atlas_image: str, atlas_labels: str, tables: list[str], measures: list[str],
-                       spec: CohortSpec, n_null: int, seed: int, out_coloc: str, out_coupling: str) -> None:
-    from .coloc import colocalisation, coupling, region_centroids
+                       spec: CohortSpec, null_method: str, n_null: int, seed: int, out_coloc: str, out_null: str,
+                       out_coupling: str) -> None:
+    """group/colocalisation.tsv (+ its null r values, colocalisation_null.tsv) and coupling.tsv."""
+    from .coloc import colocalisation, coupling
+    from .nulls import null_coordinates
     from .parcellate import read_labels
 
     effects = pd.read_csv(effects_tsv, sep="\t")
-    cents = region_centroids(atlas_image, read_labels(atlas_labels))
-    coloc = colocalisation(effects, cents, n_null, seed)
+    coords = null_coordinates(null_method, atlas_image, read_labels(atlas_labels))
+    coloc, nulls = colocalisation(effects, coords, null_method, n_null, seed)
     values = load_measures(dict(zip(measures, tables)))
     parts = spec.participants()
     ids = sorted(set().union(*[set(v.index) for v in values.values()]))
     is_case = spec.design(ids, parts)["case"] == 1
     # ReHo-CBF first (the study's coupling); every other pair of measures too
     pairs = [(a, b) for i, a in enumerate(measures) for b in measures[i + 1:]]
-    write_all({out_coloc: coloc, out_coupling: coupling(values, is_case, pairs)})
+    write_all({out_coloc: coloc, out_null: nulls, out_coupling: coupling(values, is_case, pairs)})
 
 
 # --- RVI -------------------------------------------------------------------------------------------
@@ -193,13 +210,20 @@ def expected_pattern_source(measure: str, patterns: dict[str, str]) -> pd.Series
 
 def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int, seed: int, within_site: bool,
             patterns: dict[str, str], combat_models: list[str] | None, out_rvi: str, out_summary: str,
-            out_symptoms: str, out_patterns: list[str], out_references: list[str], n_boot: int = 1000) -> None:
-    """group/rvi.tsv, rvi_summary.tsv, rvi_symptoms.tsv, expected_pattern_<m>.tsv, models/reference_<m>.pkl."""
+            out_symptoms: str, out_patterns: list[str], out_references: list[str], n_boot: int = 1000,
+            raw_tables: list[str] | None = None, min_per_site: int = 2) -> None:
+    """group/rvi.tsv, rvi_summary.tsv, rvi_symptoms.tsv, expected_pattern_<m>.tsv, models/reference_<m>.pkl.
+
+    ``tables`` are the statistics' tables (ComBat-harmonised on the whole cohort when
+    ``combat_models``); with ``raw_tables`` (the unharmonised ones) the cross-validated RVI
+    refits ComBat inside each fold instead (:func:`rviflow.rvi.cross_validated_rvi`).
+    """
     from .discrimination import SYMPTOM_COLUMNS, rvi_summary, rvi_symptoms
     from .harmonize import load_model
     from .rvi import cohort_expected_pattern, cross_validated_rvi, fit_reference
 
     values = load_measures(dict(zip(measures, tables)))
+    raw = load_measures(dict(zip(measures, raw_tables))) if raw_tables else {}
     parts = spec.participants()
     sites = spec.sites(parts)
     rvis, eps, refs = [], {}, {}
@@ -209,8 +233,9 @@ def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int
         v = v.loc[design.index]
         _check_values(v, m)
         ext = expected_pattern_source(m, patterns)
+        fold_combat = _combat_covars(spec, design, parts, with_case=False) if m in raw else None
         r = cross_validated_rvi(v, design, m, folds, seed, sites, spec.site_column, within_site,
-                                spec.min_per_group, ext)
+                                spec.min_per_group, ext, raw.get(m), fold_combat, min_per_site)
         rvis.append(r.rename_axis("participant_id").reset_index().assign(measure=m))
         full = effect_sizes(v, design, m, spec.min_per_group)
         eps[m] = full[["region", "d", "se", "ci_low", "ci_high", "p", "q_fdr", "n_case", "n_control"]]

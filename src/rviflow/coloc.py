@@ -1,82 +1,69 @@
 """Co-localisation of effect-size maps, and subject-level coupling of two measures per region.
 
 Two regional d-maps (e.g. ReHo and CBF) are compared by their Pearson r across the regions both
-have. Its p comes from a null that keeps the maps' spatial autocorrelation: BrainSMASH
-(Burt et al. 2020) surrogates of map A, generated from the Euclidean distances between the
-atlas regions' centroids (mm), are correlated with map B; p = (1 + #{|r_null| >= |r|}) / (1 + n).
+have. Its p comes from a null that keeps the maps' spatial autocorrelation (:mod:`rviflow.nulls`):
+null maps of map A, either BrainSMASH surrogates (Burt et al. 2020) from the distances between
+atlas-region centroids, or spin-test permutations of the Desikan-Killiany cortical parcels
+(Alexander-Bloch et al. 2018; cortex only), are correlated with map B;
+p = (1 + #{|r_null| >= |r|}) / (1 + n).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from .errors import InputError
+from .nulls import generate_nulls
 
-COLOC_COLUMNS = ["map_a", "map_b", "n_regions", "r", "p_spatial_null", "p_parametric", "n_null", "null"]
+COLOC_COLUMNS = ["map_a", "map_b", "n_regions", "r", "p_spatial_null", "p_parametric", "n_null", "null_method"]
+NULL_COLUMNS = ["map_a", "map_b", "null_index", "r"]
 COUPLING_COLUMNS = ["measure_a", "measure_b", "region", "n", "r", "ci_low", "ci_high", "p", "q_fdr",
                     "r_case", "r_control", "p_case_vs_control"]
 
 
-def region_centroids(atlas_image: str, labels: pd.DataFrame) -> pd.DataFrame:
-    """Centroid (x, y, z in the image's world mm) of every labelled region, indexed by name."""
-    img = nib.load(atlas_image)
-    data = np.asarray(img.dataobj).astype(int)
-    rows = {}
-    for idx, name in zip(labels["index"], labels["name"]):
-        ijk = np.argwhere(data == int(idx))
-        if len(ijk):
-            rows[name] = nib.affines.apply_affine(img.affine, ijk.mean(0))
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["x", "y", "z"])
+def spatial_correlation(map_a: pd.Series, map_b: pd.Series, coords: pd.DataFrame, method: str = "brainsmash",
+                        n_null: int = 1000, seed: int = 0) -> tuple[dict, np.ndarray]:
+    """r of two regional maps and its p under ``n_null`` null maps of ``map_a``.
 
-
-def distance_matrix(centroids: pd.DataFrame) -> np.ndarray:
-    c = centroids[["x", "y", "z"]].to_numpy(float)
-    return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
-
-
-def smash_surrogates(brain_map: np.ndarray, distances: np.ndarray, n: int = 1000, seed: int = 0) -> np.ndarray:
-    """(n, regions) BrainSMASH surrogates of ``brain_map`` matching its variogram."""
-    from brainsmash.mapgen.base import Base
-
-    nh = min(25, max(5, len(brain_map) // 3))
-    with contextlib.redirect_stdout(io.StringIO()):
-        gen = Base(x=np.asarray(brain_map, float), D=distances, seed=seed, nh=nh, pv=70)
-        return np.atleast_2d(gen(n=n, batch_size=min(n, 100)))
-
-
-def spatial_correlation(
-    map_a: pd.Series, map_b: pd.Series, centroids: pd.DataFrame, n_null: int = 1000, seed: int = 0
-) -> dict:
-    """r of two regional maps and its p under BrainSMASH surrogates of ``map_a``."""
-    regions = [r for r in map_a.index if r in map_b.index and r in centroids.index
+    coords : :func:`rviflow.nulls.null_coordinates` of ``method``; only regions in its index
+        (and finite in both maps) are compared (spin: the DK cortical parcels).
+    Returns the row of :data:`COLOC_COLUMNS` and the (n_null,) null r values.
+    """
+    regions = [r for r in map_a.index if r in map_b.index and r in coords.index
                and np.isfinite(map_a[r]) and np.isfinite(map_b[r])]
     if len(regions) < 10:
         raise InputError(f"co-localisation {map_a.name} vs {map_b.name}: {len(regions)} regions with both maps "
-                         "and an atlas centroid; at least 10 are needed")
+                         f"and a {method} null position; at least 10 are needed")
     a, b = map_a[regions].to_numpy(float), map_b[regions].to_numpy(float)
     r, p_par = stats.pearsonr(a, b)
-    sur = smash_surrogates(a, distance_matrix(centroids.loc[regions]), n_null, seed)
-    sc = sur - sur.mean(1, keepdims=True)
+    nulls = generate_nulls(map_a[regions].astype(float), method, coords, n_null, seed)
+    nc = nulls - nulls.mean(1, keepdims=True)
     bc = b - b.mean()
-    null = (sc @ bc) / np.sqrt((sc**2).sum(1) * (bc**2).sum())
-    p = (1 + np.sum(np.abs(null) >= abs(r))) / (1 + n_null)
-    return dict(map_a=map_a.name, map_b=map_b.name, n_regions=len(regions), r=r, p_spatial_null=p,
-                p_parametric=p_par, n_null=n_null, null="brainsmash")
+    null_r = (nc @ bc) / np.sqrt((nc**2).sum(1) * (bc**2).sum())
+    p = (1 + np.sum(np.abs(null_r) >= abs(r))) / (1 + n_null)
+    return (dict(map_a=map_a.name, map_b=map_b.name, n_regions=len(regions), r=r, p_spatial_null=p,
+                 p_parametric=p_par, n_null=n_null, null_method=method), null_r)
 
 
-def colocalisation(effects: pd.DataFrame, centroids: pd.DataFrame, n_null: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Every pair of measures in an effect_sizes table (map = d per region)."""
+def colocalisation(effects: pd.DataFrame, coords: pd.DataFrame, method: str = "brainsmash", n_null: int = 1000,
+                   seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every pair of measures in an effect_sizes table (map = d per region).
+
+    Returns the co-localisation table (:data:`COLOC_COLUMNS`) and the null r of every pair
+    (:data:`NULL_COLUMNS`, long: n_null rows per pair), saved so the report need not redraw it.
+    """
     maps = {m: g.set_index("region")["d"].rename(m) for m, g in effects.groupby("measure", sort=False)}
-    rows = [spatial_correlation(maps[a], maps[b], centroids, n_null, seed)
-            for a, b in itertools.combinations(maps, 2)]
-    return pd.DataFrame(rows, columns=COLOC_COLUMNS)
+    rows, nulls = [], []
+    for a, b in itertools.combinations(maps, 2):
+        row, null_r = spatial_correlation(maps[a], maps[b], coords, method, n_null, seed)
+        rows.append(row)
+        nulls.append(pd.DataFrame(dict(map_a=a, map_b=b, null_index=np.arange(len(null_r)), r=null_r)))
+    null_table = pd.concat(nulls, ignore_index=True) if nulls else pd.DataFrame(columns=NULL_COLUMNS)
+    return pd.DataFrame(rows, columns=COLOC_COLUMNS), null_table
 
 
 def _r_ci(r: float, n: int) -> tuple[float, float]:

@@ -119,8 +119,9 @@ def apply_combat(model: dict, values: pd.DataFrame, covars: pd.DataFrame, what: 
 
 
 def save_model(model: dict, path: str | Path) -> None:
-    with open(path, "wb") as fh:
-        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    from .bids_io import save_pickle
+
+    save_pickle(model, path)
 
 
 def load_model(path: str | Path) -> dict:

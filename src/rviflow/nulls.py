@@ -1,26 +1,58 @@
 """Null maps that keep a regional map's spatial autocorrelation, generated once per map.
 
 - ``brainsmash``: surrogates matching the map's variogram (Burt et al. 2020) from the Euclidean
-  distances between atlas-region centroids (mm); the generator is
-  :func:`rviflow.coloc.smash_surrogates` (one implementation, shared with co-localisation).
+  distances between atlas-region centroids (mm); any atlas, subcortex included.
 - ``spin``: the spin test on the Desikan-Killiany cortical parcels of fsaverage5
   (Alexander-Bloch et al. 2018; parcel version of Vazquez-Rodriguez et al. 2019): parcel
   centroids on the sphere are rotated at random (the right hemisphere by the mirrored rotation)
   and each rotated parcel is assigned to one original parcel (Hungarian assignment, so every
   null is a permutation of the map). Cortex only.
+
+Used by the transcriptomics (gene-map correlations) and the co-localisation of effect-size maps
+(:mod:`rviflow.coloc`): :func:`null_coordinates` once per atlas, then :func:`generate_nulls` per map.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .coloc import distance_matrix, region_centroids, smash_surrogates
 from .errors import InputError
 
 METHODS = ("brainsmash", "spin")
+
+
+def region_centroids(atlas_image: str, labels: pd.DataFrame) -> pd.DataFrame:
+    """Centroid (x, y, z in the image's world mm) of every labelled region, indexed by name."""
+    img = nib.load(atlas_image)
+    data = np.asarray(img.dataobj).astype(int)
+    rows = {}
+    for idx, name in zip(labels["index"], labels["name"]):
+        ijk = np.argwhere(data == int(idx))
+        if len(ijk):
+            rows[name] = nib.affines.apply_affine(img.affine, ijk.mean(0))
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["x", "y", "z"])
+
+
+def distance_matrix(centroids: pd.DataFrame) -> np.ndarray:
+    """(R, R) Euclidean distances (mm) between region centroids."""
+    c = centroids[["x", "y", "z"]].to_numpy(float)
+    return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
+
+
+def smash_surrogates(brain_map: np.ndarray, distances: np.ndarray, n: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n, regions) BrainSMASH surrogates of ``brain_map`` (R,) matching its variogram; distances (R, R)."""
+    from brainsmash.mapgen.base import Base
+
+    nh = min(25, max(5, len(brain_map) // 3))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gen = Base(x=np.asarray(brain_map, float), D=distances, seed=seed, nh=nh, pv=70)
+        return np.atleast_2d(gen(n=n, batch_size=min(n, 100)))
 
 
 def brainsmash_nulls(brain_map: pd.Series, centroids: pd.DataFrame, n: int = 1000, seed: int = 0) -> np.ndarray:
@@ -83,14 +115,31 @@ def spin_nulls(brain_map: pd.Series, sphere: pd.DataFrame, n: int = 1000, seed: 
     return out
 
 
+def null_coordinates(method: str, atlas_image: str, labels: pd.DataFrame) -> pd.DataFrame:
+    """Where the regions are for ``method``: atlas centroids in mm (brainsmash; every region with
+    voxels) or unit-sphere centroids with hemisphere (spin; DK cortical parcels only). Its index
+    is the regions a null can be drawn for."""
+    if method == "brainsmash":
+        return region_centroids(atlas_image, labels)
+    if method == "spin":
+        return dk_sphere_centroids(labels)
+    raise InputError(f"null_method {method!r} is not one of {', '.join(METHODS)}")
+
+
+def generate_nulls(brain_map: pd.Series, method: str, coords: pd.DataFrame, n: int = 1000,
+                   seed: int = 0) -> np.ndarray:
+    """(n, regions) null maps of ``brain_map`` by ``method``; ``coords`` from :func:`null_coordinates`."""
+    if method == "brainsmash":
+        return brainsmash_nulls(brain_map, coords, n, seed)
+    if method == "spin":
+        return spin_nulls(brain_map, coords, n, seed)
+    raise InputError(f"null_method {method!r} is not one of {', '.join(METHODS)}")
+
+
 def null_maps(brain_map: pd.Series, method: str, atlas_image: str, labels: pd.DataFrame, n: int = 1000,
               seed: int = 0) -> np.ndarray:
     """(n, regions) null maps of ``brain_map`` by ``method`` (brainsmash or spin)."""
-    if method == "brainsmash":
-        return brainsmash_nulls(brain_map, region_centroids(atlas_image, labels), n, seed)
-    if method == "spin":
-        return spin_nulls(brain_map, dk_sphere_centroids(labels), n, seed)
-    raise InputError(f"transcriptomics.null_method {method!r} is not one of {', '.join(METHODS)}")
+    return generate_nulls(brain_map, method, null_coordinates(method, atlas_image, labels), n, seed)
 
 
 def variogram(values: np.ndarray, distances: np.ndarray, bins: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import nibabel as nib
 import numpy as np
 
-from .asl_io import load_asl, m0_tr
+from .asl_io import companion, load_asl, m0_tr
 from .cbf import CbfOptions, cbf_qc, normalise, quantify
 from .errors import InputError
 
@@ -86,7 +86,10 @@ def cbf_from_asl(asl: str, reference: str, participant_id: str, options: CbfOpti
             mean = data[..., pick].mean(axis=3) if pick.any() else data.mean(axis=3)
         mask = np.asarray(compute_epi_mask(nib.Nifti1Image(mean, img.affine)).dataobj) > 0
         gm = None
-    res = quantify(data, params, mask, zooms, m0_data, m0_rt, options, gm)
+    try:
+        res = quantify(data, params, mask, zooms, m0_data, m0_rt, options, gm)
+    except InputError as exc:
+        raise (InputError(exc.reason, participant_id, asl) if exc.path is None else exc) from None
     brain = np.asarray(ref.dataobj) > 0
     maps = {"cbf": res.cbf, "att": res.att}
     if in_template:
@@ -105,8 +108,25 @@ def cbf_from_asl(asl: str, reference: str, participant_id: str, options: CbfOpti
                                                rigid_T1w_to_ASL=rigid.round(6).tolist(), template_xfm=template_xfm))
     res.constants.update(Options=asdict(options))
     att = None if maps["att"] is None else np.where(brain, maps["att"], 0.0)
-    return dict(cbf=np.where(brain, maps["cbf"], 0.0), att=att,
+    cbf = np.where(brain, maps["cbf"], 0.0)
+    check_mean_cbf(cbf, brain, asl, participant_id, params.context)
+    return dict(cbf=cbf, att=att,
                 brain=brain, gm=_grey_matter(atlas_image, ref), constants=res.constants, qc=res.qc)
+
+
+def check_mean_cbf(cbf: np.ndarray, brain: np.ndarray, asl: str, subject: str | None, context: list[str]) -> None:
+    """Refuse a CBF map (ml/100 g/min) whose mean in the brain mask is negative.
+
+    Perfusion is never negative on average: ΔM = control − label came out with the wrong sign,
+    almost always because label and control are swapped in the series' aslcontext.tsv.
+    """
+    mean = float(cbf[brain].mean()) if brain.any() else 0.0
+    if mean >= 0:
+        return
+    hint = ("label and control look swapped: check the order of volume_type" if {"control", "label"} <= set(context)
+            else "deltam / cbf volumes must be control - label: check their sign")
+    raise InputError(f"mean CBF in the brain is {mean:.1f} ml/100 g/min (negative): {hint}", subject,
+                     companion(asl, "aslcontext", ".tsv"))
 
 
 def cbf_from_map(path: str, reference: str, source: str, atlas_image: str | None = None) -> dict:
@@ -163,6 +183,7 @@ def quantify_file(asl: str, m0: str | None = None, mask: str | None = None, opti
         brain = np.asarray(compute_epi_mask(nib.Nifti1Image(mean, img.affine)).dataobj) > 0
     res = quantify(data, params, brain, img.header.get_zooms()[:3], m0_data, m0_tr(m0_path) if m0_path else None,
                    options)
+    check_mean_cbf(res.cbf, brain, asl, None, params.context)
     res.qc.update(cbf_qc(res.cbf, brain))
     res.constants.update(Options=asdict(options))
     return res, img.affine, brain

@@ -38,14 +38,48 @@ def read_regional_table(path: str | Path, measure: str) -> pd.DataFrame:
     regions = [c for c in df.columns if c not in ("participant_id", "session")]
     if not regions:
         raise InputError(f"{measure} table has no region columns", path=str(path))
-    for r in regions:
-        if not pd.api.types.is_numeric_dtype(df[r]):
-            bad = df[r][pd.to_numeric(df[r], errors="coerce").isna() & df[r].notna()]
-            raise InputError(f"{measure} region {r!r} has a non-numeric value {bad.iloc[0]!r}", path=str(path))
+    check_numeric(df, regions, measure, path)
     dup = df.duplicated(["participant_id", "session"])
     if dup.any():
         raise InputError(f"{df['participant_id'][dup].iloc[0]} appears twice in the {measure} table", path=str(path))
     return df[["participant_id", "session", *regions]]
+
+
+def check_numeric(df: pd.DataFrame, columns: list[str], measure: str, path: str | Path,
+                  id_column: str = "participant_id") -> None:
+    """InputError naming the file, subject, region and value of the first non-numeric entry
+    (missing values, e.g. n/a or empty, are allowed)."""
+    for col in columns:
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            bad = df[pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()]
+            if len(bad):
+                raise InputError(f"{bad[id_column].iloc[0]}: {measure} region {col!r} has a non-numeric value "
+                                 f"{bad[col].iloc[0]!r}", path=str(path))
+
+
+def match_participants_table(table: pd.DataFrame, participant_ids: list[str], step: str,
+                             source: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Rows of a regional table whose participant is in participants.tsv, and QC rows.
+
+    QC (step ``step``): ok for each kept row; failed for a row whose participant has no
+    participants.tsv row (left out, as imaging data without a row are) and for a participant
+    without a row in the table. No participant in common raises InputError (IDs that differ
+    in form, e.g. 1001 vs sub-1001, are the likely cause).
+    """
+    known = set(participant_ids)
+    keep = table["participant_id"].isin(known)
+    if not keep.any():
+        raise InputError(f"none of the {len(table)} participant_id values of {source} is in participants.tsv "
+                         f"(e.g. {table['participant_id'].iloc[0]!r}; participants.tsv has e.g. "
+                         f"{sorted(known)[0]!r})")
+    qc = [dict(participant_id=p, session=s, step=step, status="ok", reason=f"from {source}")
+          for p, s in zip(table.loc[keep, "participant_id"], table.loc[keep, "session"])]
+    qc += [dict(participant_id=p, session=s, step=step, status="failed",
+                reason=f"has data in {source} but no row in participants.tsv (left out)")
+           for p, s in zip(table.loc[~keep, "participant_id"], table.loc[~keep, "session"])]
+    qc += [dict(participant_id=p, session="", step=step, status="failed", reason=f"no row in {source}")
+           for p in sorted(known - set(table["participant_id"]))]
+    return table[keep].reset_index(drop=True), qc
 
 
 def load_measures(tables: dict[str, str | Path]) -> dict[str, pd.DataFrame]:

@@ -26,8 +26,6 @@ from .report_methods import methods_html
 
 #: per-subject map snapshots beyond this many subjects are left out (the table lists everyone)
 MAX_SNAPSHOTS = 200
-#: surrogates redrawn for the co-localisation null figure when the step saved none (BrainSMASH is slow)
-MAX_NULL_REDRAW = 100
 #: measures that always get a section (saying so when absent); others in effect_sizes.tsv follow
 CORE_MEASURES = ("reho", "cbf", "thickness")
 
@@ -52,6 +50,8 @@ class RunData:
         self.case, self.control = groups.get("case", "MDD"), groups.get("control", "HC")
         self.covariates = list(self.config.get("covariates", []))
         self.site_column = self.config.get("site_column") or None
+        #: False for a tables-only run (no fmriprep_dir): no scans, no per-subject maps
+        self.imaging = bool(self.config.get("fmriprep_dir", "unknown"))
         self._cache: dict = {}
         self.participants = self._participants()
         self.group_of = ({} if self.participants is None else
@@ -108,33 +108,16 @@ class RunData:
                 out.setdefault(path.name.split("_")[0], []).append(("CBF (ml/100 g/min)", str(path), "inferno"))
         return out
 
-    def spatial_null(self, da: pd.Series, db: pd.Series) -> tuple[np.ndarray | None, str]:
-        """(null r of da vs db, how it was obtained): the co-localisation step's saved null
-        (group/colocalisation_null.tsv: map_a, map_b, r) if there is one, else MAX_NULL_REDRAW
-        BrainSMASH surrogates redrawn as that step draws them (same regions, same seed)."""
-        saved, _ = self.table("colocalisation_null.tsv", ["map_a", "map_b", "r"])
-        if saved is not None:
-            r = saved.loc[(saved["map_a"] == da.attrs.get("measure")) & (saved["map_b"] == db.attrs.get("measure")), "r"]
-            if len(r):
-                return r.to_numpy(float), f"{len(r)} surrogates saved by the co-localisation step"
-        if not self.atlas_image or self.labels is None:
-            return None, "the atlas is not available"
-        try:
-            from .coloc import distance_matrix, region_centroids, smash_surrogates
-
-            cents = region_centroids(self.atlas_image, self.labels)
-            regions = [r for r in da.index if r in db.index and r in cents.index
-                       and np.isfinite(da[r]) and np.isfinite(db[r])]
-            seed = int(self.config.get("cohort", {}).get("seed", 0))
-            sur = smash_surrogates(da[regions].to_numpy(float), distance_matrix(cents.loc[regions]),
-                                   MAX_NULL_REDRAW, seed)
-        except ImportError as exc:
-            return None, f"BrainSMASH is not installed ({exc})"
-        sc = sur - sur.mean(1, keepdims=True)
-        b = db[regions].to_numpy(float) - db[regions].mean()
-        return ((sc @ b) / np.sqrt((sc**2).sum(1) * (b**2).sum()),
-                f"{MAX_NULL_REDRAW} BrainSMASH surrogates redrawn for the figure (the p in the table uses all "
-                "of the step's surrogates)")
+    def spatial_null(self, a: str, b: str) -> tuple[np.ndarray | None, str]:
+        """(null r of measure a vs measure b, where it comes from): the null the co-localisation
+        step drew and saved (group/colocalisation_null.tsv: map_a, map_b, r), never redrawn here."""
+        saved, note = self.table("colocalisation_null.tsv", ["map_a", "map_b", "r"])
+        if saved is None:
+            return None, note
+        r = saved.loc[(saved["map_a"] == a) & (saved["map_b"] == b), "r"]
+        if not len(r):
+            return None, f"group/colocalisation_null.tsv has no rows for {a} vs {b}"
+        return r.to_numpy(float), f"{len(r)} null maps saved by the co-localisation step"
 
     def versions(self) -> dict[str, str]:
         """Software versions recorded by the run's ReHo / CBF sidecars, plus this process's Snakemake."""
@@ -218,11 +201,13 @@ def render(run: RunData, log: list[str]) -> str:
         body.append(f'<section id="{sid}" data-status="{state}"><h2>{escape(title)}</h2>{html}</section>')
         log.append(f"section {sid}: {state}")
     n_scans = 0 if run.qc is None else len(run.qc[["participant_id", "session"]].drop_duplicates())
+    inputs = (f'{n_scans} scans &middot; task-{escape(str(run.config.get("task", "?")))}' if run.imaging
+              else f"{0 if run.qc is None else run.qc['participant_id'].nunique()} subjects &middot; regional tables")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>rviflow report</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>'
             f'<header><h1>rviflow report</h1><div>rviflow {escape(__version__)} &middot; {stamp} &middot; '
-            f'{n_scans} scans &middot; task-{escape(str(run.config.get("task", "?")))} &middot; '
+            f'{inputs} &middot; '
             f'{escape(str(run.output_dir))}</div></header><nav>{"".join(nav)}</nav><main>{"".join(body)}</main>'
             f"<script>{SCRIPT}</script></body></html>")
 

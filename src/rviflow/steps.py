@@ -6,11 +6,13 @@ problem. With ``on_error="exclude"`` (the default) it then writes a sidecar with
 ``"status": "failed"`` and the reason, and leaves its other outputs as 0-byte placeholders so
 that the remaining subjects and the cohort stage still run; downstream steps see the failed
 sidecar and pass the failure on without reading the placeholders. With ``on_error="fail"``
-the job fails as usual.
+the job fails as usual. A disk-full or permission error is not the subject's fault: the job
+fails (whatever ``on_error``) with one line naming the subject, the file and the OS error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,10 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 from .bids_io import read_json, write_json
-from .errors import InputError
+from .errors import InputError, OutputError
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 _INPUT_ERROR_RE = re.compile(r"rviflow\.errors\.InputError: (.*)$", re.MULTILINE)
+#: an OS error as a traceback shows it: rviflow's OutputError line, else e.g.
+#: "OSError: [Errno 28] No space left on device: '/path'"
+_OUTPUT_ERROR_RE = re.compile(r"rviflow\.errors\.OutputError: (.*)$", re.MULTILINE)
+_OS_ERROR_RE = re.compile(r"^\w*Error: \[Errno (\d+)\] ([^\n]*?): '([^'\n]*)'$", re.MULTILINE)
 
 
 def run_node(interface, name: str, work_dir: str | Path, **inputs) -> None:
@@ -73,9 +79,11 @@ def record_failure(outputs: list[str | Path], sidecar: str | Path, record: dict)
 
 def run_subject_step(
     step: str, participant_id: str, func: Callable[[], None], outputs: list[str], sidecar: str,
-    upstream: list[str] = (), on_error: str = "exclude",
+    upstream: list[str] = (), on_error: str = "exclude", log: str | None = None,
 ) -> bool:
-    """Run ``func`` for one subject's step; returns True when it produced real outputs."""
+    """Run ``func`` for one subject's step; returns True when it produced real outputs.
+
+    A failing job's one line also goes to its ``log`` (where SLURM users look first)."""
     prior = upstream_failure(list(upstream))
     if prior is not None:
         record_failure(outputs, sidecar, {**prior, "participant_id": participant_id})
@@ -85,26 +93,60 @@ def run_subject_step(
     except Exception as exc:  # nipype may wrap our InputError; find it in the chain
         err = _find_input_error(exc)
         if err is None:
-            raise
+            fault = os_fault(exc)
+            if fault is None:
+                raise
+            # disk full, no permission, ...: not the subject's data, so the job fails (on_error
+            # does not apply) with one line; atomic writes left nothing under the final name
+            line = f"rviflow {step}: {participant_id}: {fault}"
+            with contextlib.suppress(OSError):  # the log may be on the full disk too
+                _log(log, line)
+            raise SystemExit(line) from None
         message = str(err)
         if not message.startswith(participant_id):
             message = f"{participant_id}: {message}"
         print(f"rviflow {step}: {message}", file=sys.stderr)
         if on_error == "fail":
+            _log(log, f"rviflow {step}: {message}")
             raise SystemExit(f"rviflow {step}: {message}") from None
         record_failure(outputs, sidecar, dict(participant_id=participant_id, step=step, reason=message))
         return False
     return True
 
 
-def _find_input_error(exc: BaseException) -> InputError | None:
+def os_fault(exc: BaseException) -> str | None:
+    """One line for a disk-full, quota, permission or I/O error in ``exc``'s chain or, as nipype
+    wraps errors, in its text: "cannot write FILE: No space left on device (ENOSPC)"; None for
+    any other error (a bug keeps its traceback)."""
+    import errno
+
+    faults = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+    for err in _chain(exc):
+        if isinstance(err, OutputError):
+            return str(err)
+        if isinstance(err, OSError) and err.errno in faults:
+            return f"{err.filename}: {err.strerror} ({errno.errorcode[err.errno]})"
+    found = _OUTPUT_ERROR_RE.findall(str(exc))
+    if found:
+        return found[-1].strip()
+    found = [f for f in _OS_ERROR_RE.findall(str(exc)) if int(f[0]) in faults]
+    if found:
+        code, strerror, path = found[-1]
+        return f"{path}: {strerror} ({errno.errorcode[int(code)]})"
+    return None
+
+
+def _chain(exc: BaseException | None):
+    """``exc`` and the exceptions it was raised from or while handling."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, InputError):
-            return exc
+        yield exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return None
+
+
+def _find_input_error(exc: BaseException) -> InputError | None:
+    return next((e for e in _chain(exc) if isinstance(e, InputError)), None)
 
 
 def _log(log: str | None, message: str) -> None:
@@ -122,7 +164,7 @@ def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: s
     def go():
         run_node(DenoiseBold(), "denoise", work_dir, bold_file=bold, mask_file=mask, out_file=out_bold, **options)
 
-    ok = run_subject_step("denoise", participant_id, go, [out_bold, out_json], out_json, [], on_error)
+    ok = run_subject_step("denoise", participant_id, go, [out_bold, out_json], out_json, [], on_error, log)
     _log(log, f"denoise {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
     return ok
 
@@ -139,7 +181,8 @@ def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], wor
         run_node(ComputeReHo(), "reho", work_dir, in_file=bold, mask_file=mask, out_reho=outputs["reho"],
                  out_mreho=outputs["mreho"], out_zreho=outputs["zreho"], out_mask=outputs["mask"], **options)
 
-    ok = run_subject_step("reho", participant_id, go, list(outputs.values()), outputs["json"], [bold_json], on_error)
+    ok = run_subject_step("reho", participant_id, go, list(outputs.values()), outputs["json"], [bold_json], on_error,
+                          log)
     _log(log, f"reho {participant_id}: {'ok' if ok else read_json(outputs['json'])['reason']}")
     return ok
 
@@ -155,7 +198,7 @@ def parcellate_step(in_map: str, in_json: str, valid_mask: str, atlas_image: str
                  atlas_image=atlas_image, atlas_labels=atlas_labels, measure=measure,
                  participant_id=participant_id, session=session or "", out_file=out_tsv)
 
-    ok = run_subject_step("parcellate", participant_id, go, [out_tsv, out_json], out_json, [in_json], on_error)
+    ok = run_subject_step("parcellate", participant_id, go, [out_tsv, out_json], out_json, [in_json], on_error, log)
     _log(log, f"parcellate {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
     return ok
 
@@ -179,6 +222,6 @@ def cbf_step(source_file: str, outputs: dict[str, str], reference_mask: str, atl
                  out_mask=outputs["mask"], **extra)
 
     declared = [outputs[k] for k in ("cbf", "rel", "mask", "json")]
-    ok = run_subject_step("cbf", participant_id, go, declared, outputs["json"], [], on_error)
+    ok = run_subject_step("cbf", participant_id, go, declared, outputs["json"], [], on_error, log)
     _log(log, f"cbf {participant_id}: {'ok' if ok else read_json(outputs['json'])['reason']}")
     return ok

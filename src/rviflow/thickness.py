@@ -100,12 +100,15 @@ def freesurfer_table(
     return _cortical_only(table), qc
 
 
-def enigma_table(path: str | Path, regions: list[str]) -> tuple[pd.DataFrame, list[dict]]:
+def enigma_table(path: str | Path, regions: list[str]) -> pd.DataFrame:
     """Thickness from an ENIGMA ``CorticalMeasuresENIGMA_ThickAvg.csv`` (SubjID, L_x_thickavg ...).
 
-    Subject IDs without the BIDS ``sub-`` prefix get it. Returns the table and QC rows as
-    :func:`freesurfer_table`.
+    Subject IDs without the BIDS ``sub-`` prefix get it; a non-numeric value (other than a
+    missing one, e.g. NA) raises InputError naming subject and region. Returns the table
+    (subjects x [participant_id, session, regions...]).
     """
+    from .regional import check_numeric
+
     path = Path(path)
     sep = "\t" if path.suffix in (".tsv", ".txt") else ","
     df = pd.read_csv(path, sep=sep, dtype={"SubjID": str})
@@ -117,12 +120,15 @@ def enigma_table(path: str | Path, regions: list[str]) -> tuple[pd.DataFrame, li
     unknown = sorted(set(cols.values()) - set(regions))
     if unknown:
         raise InputError(f"regions not in the atlas: {', '.join(unknown[:5])}", path=str(path))
-    out = df[list(cols)].rename(columns=cols).apply(pd.to_numeric, errors="coerce")
+    check_numeric(df, list(cols), "thickness", path, id_column="SubjID")
+    out = df[list(cols)].rename(columns=cols).apply(pd.to_numeric)
     pids = [s if s.startswith("sub-") else f"sub-{s}" for s in df["SubjID"].astype(str)]
+    dup = pd.Series(pids)[pd.Series(pids).duplicated()]
+    if len(dup):
+        raise InputError(f"{dup.iloc[0]} appears twice in the ENIGMA thickness table", path=str(path))
     out.insert(0, "session", "")
     out.insert(0, "participant_id", pids)
-    qc = [dict(participant_id=p, session="", step="thickness", status="ok", reason=f"from {path.name}") for p in pids]
-    return out, qc
+    return out
 
 
 def _cortical_only(table: pd.DataFrame) -> pd.DataFrame:

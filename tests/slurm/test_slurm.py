@@ -10,7 +10,6 @@ skipped otherwise, with the reason.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import signal
@@ -19,12 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 import yaml
 
-from conftest import MACHINERY_CONFIG, REPO, write_config
+from conftest import MACHINERY_CONFIG, REPO, assert_same_outputs, write_config
 
 pytestmark = pytest.mark.workflow
 HERE = Path(__file__).resolve().parent
@@ -90,27 +87,6 @@ def _test_profile(directory: Path) -> Path:
     return directory
 
 
-def _outputs(out: Path) -> set[str]:
-    return {str(p.relative_to(out)) for p in out.rglob("*")
-            if p.is_file() and p.relative_to(out).parts[0] not in ("logs", "work")}
-
-
-def _assert_same_file(a: Path, b: Path, out_a: Path, out_b: Path) -> None:
-    if a.name.endswith(".nii.gz"):
-        ia, ib = nib.load(a), nib.load(b)
-        assert np.array_equal(np.asarray(ia.dataobj), np.asarray(ib.dataobj)), a.name
-        assert np.allclose(ia.affine, ib.affine), a.name
-    elif a.suffix == ".json":
-        ja = json.loads(a.read_text().replace(str(out_a), "<out>"))
-        jb = json.loads(b.read_text().replace(str(out_b), "<out>"))
-        assert ja == jb, a.name
-    else:
-        ta, tb = (f.read_text().replace(str(o), "<out>") for f, o in ((a, out_a), (b, out_b)))
-        if a.suffix == ".html":  # the report states when it was made
-            ta, tb = (re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?", "<time>", t) for t in (ta, tb))
-        assert ta == tb, a.name
-
-
 def test_slurm_profile_run_equals_local_run(slurm_cluster, tmp_path):
     from rviflow.synth import write_cohort
 
@@ -152,11 +128,8 @@ def test_slurm_profile_run_equals_local_run(slurm_cluster, tmp_path):
             assert len(targets) == 3 * PER_JOB and len({re.search(r"sub-[a-zA-Z0-9]+", t).group(0) for t in targets}) == PER_JOB, targets
             assert "--cores 2 " in head
 
-    files = _outputs(local_out)
-    assert files == _outputs(slurm_out)
+    files = assert_same_outputs(local_out, slurm_out)
     assert any(f.endswith("desc-reho_parcels.tsv") for f in files) and "group/effect_sizes.tsv" in files
-    for rel in sorted(files):
-        _assert_same_file(local_out / rel, slurm_out / rel, local_out, slurm_out)
 
 
 def test_profile_keeps_a_uk_biobank_run_under_max_job_count():

@@ -2,6 +2,9 @@
 # parcellation and collection exactly as for ReHo. Measures: cbf (absolute) and/or rcbf
 # (normalised), registered in MEASURES when there is something to measure.
 include: "cbf_inputs.smk"
+CBF_OPTIONS = dict(m0_scale=CBF["m0_scale"], m0_fwhm=CBF["m0_fwhm"], t1_blood=CBF["t1_blood"] or None,
+                   t1_tissue=CBF["t1_tissue"], outlier_rejection=CBF["outlier_rejection"],
+                   outlier_threshold=CBF["outlier_threshold"], att_range=[CBF["att_min"], CBF["att_max"]])
 
 
 rule cbf:
@@ -21,11 +24,9 @@ rule cbf:
         participant_id=lambda w: cbf_of(w).participant_id,
         source=CBF["source"],
         in_template=lambda w: cbf_of(w).in_template,
-        options=dict(m0_scale=CBF["m0_scale"], m0_fwhm=CBF["m0_fwhm"], t1_blood=CBF["t1_blood"] or None,
-                     t1_tissue=CBF["t1_tissue"], outlier_rejection=CBF["outlier_rejection"],
-                     outlier_threshold=CBF["outlier_threshold"], att_range=[CBF["att_min"], CBF["att_max"]]),
+        options=CBF_OPTIONS,
         reference=CBF["reference"],
-        work_dir=lambda w: work_dir("cbf", w.aslscan),
+        work_dir=work_dir("cbf", "{aslscan}"),
         on_error=config["on_subject_error"],
     log:
         log_path("cbf", "{aslscan}"),
@@ -57,7 +58,7 @@ for _measure, _desc in (("cbf", "mean"), ("rcbf", "rel")):
         params:
             participant_id=lambda w: cbf_of(w).participant_id,
             session=lambda w: cbf_of(w).session or "",
-            work_dir=lambda w: work_dir("parcellate", w.aslscan),
+            work_dir=work_dir("parcellate", "{aslscan}"),
             on_error=config["on_subject_error"],
         log:
             log_path(f"parcellate_{_measure}", "{aslscan}"),
@@ -75,15 +76,12 @@ for _measure, _desc in (("cbf", "mean"), ("rcbf", "rel")):
         name:
             f"collect_{_measure}"
         input:
-            tsv=[cbf_path(_measure, "parcels", ".tsv", k) for k in sorted(CBF_INPUTS)],
-            json=[cbf_path(_measure, "parcels", ".json", k) for k in sorted(CBF_INPUTS)],
-            # the quantification QC goes into the first CBF measure's step table only
-            cbf_json=[cbf_path("mean", "cbf", ".json", k) for k in sorted(CBF_INPUTS)]
-            if _measure == CBF_ANALYSED[0] else [],
+            **per_scan_inputs("cbf", CBF_BATCHES, **cbf_files(_measure)),
         output:
             table=group_path(f"parcels_{_measure}.tsv"),
             qc=group_path(f"qc/steps_{_measure}.tsv"),
         params:
+            files=cbf_files(_measure),
             parcellate_step=f"parcellate_{_measure}",
         log:
             os.path.join(OUT, "logs", f"collect_{_measure}.log"),

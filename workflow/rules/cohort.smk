@@ -7,26 +7,6 @@
 # RVI (+ discrimination, symptoms, expected patterns, frozen references), prediction.
 
 
-rule collect_reho:
-    input:
-        tsv=per_scan("reho", "parcels", ".tsv"),
-        json=per_scan("reho", "parcels", ".json"),
-        denoise_json=per_scan("denoised", "bold", ".json"),
-        reho_json=per_scan("reho", "bold", ".json"),
-    output:
-        table=group_path("parcels_reho.tsv"),
-        qc=group_path("qc/steps_reho.tsv"),
-    log:
-        os.path.join(OUT, "logs", "collect_reho.log"),
-    resources:
-        mem_mb=cohort_mem_mb(2000, 0.1),
-        runtime=cohort_runtime(15, 0.005),
-    conda:
-        os.path.join(ENVS, "cohort.yaml")
-    script:
-        "../../scripts/collect_parcels.py"
-
-
 rule effect_sizes:
     input:
         tables=[cohort_table(m) for m in MEASURES],
@@ -74,7 +54,7 @@ rule dataset_description:
     output:
         os.path.join(OUT, "dataset_description.json"),
     params:
-        sources=[config["bids_dir"], config["fmriprep_dir"]],
+        sources=[d for d in (config["bids_dir"], config["fmriprep_dir"]) if d],
     log:
         os.path.join(OUT, "logs", "dataset_description.log"),
     localrule: True
@@ -109,11 +89,14 @@ if THICKNESS_SOURCE:
 
 if USER_TABLES:
 
-    ruleorder: import_table > collect_reho
+    if IMAGING:  # a user table named reho replaces the pipeline's (collect_reho: parcellate.smk)
+
+        ruleorder: import_table > collect_reho
 
     rule import_table:
         input:
             table=lambda w: USER_TABLES[w.measure],
+            participants=PARTICIPANTS_TSV,
         output:
             table=group_path("parcels_{measure}.tsv"),
             qc=group_path("qc/steps_{measure}.tsv"),
@@ -182,11 +165,13 @@ rule colocalisation:
         atlas_labels=ATLAS_LABELS,
     output:
         coloc=group_path("colocalisation.tsv"),
+        null=group_path("colocalisation_null.tsv"),
         coupling=group_path("coupling.tsv"),
     params:
         **COHORT_PARAMS,
         measures=MEASURES,
-        n_null=COHORT["colocalisation"]["n_null"],
+        null_method=COLOC["null_method"],
+        n_nulls=COLOC["n_nulls"],
         seed=COHORT["seed"],
     log:
         os.path.join(OUT, "logs", "colocalisation.log"),
@@ -203,6 +188,8 @@ rule rvi:
     input:
         tables=[cohort_table(m) for m in MEASURES],
         combat=[group_path(f"models/combat_{m}.pkl") for m in MEASURES] if COHORT["harmonize"] else [],
+        # ComBat is refitted inside each fold of the cohort-derived expected pattern
+        raw=[group_path(f"parcels_{m}.tsv") for m in MEASURES] if COHORT["harmonize"] else [],
         participants=PARTICIPANTS_TSV,
     output:
         rvi=group_path("rvi.tsv"),
@@ -219,6 +206,7 @@ rule rvi:
         expected_patterns=COHORT["rvi"]["expected_patterns"],
         n_boot=COHORT["n_boot"],
         seed=COHORT["seed"],
+        min_per_site=2,  # per training fold, as in prediction
     log:
         os.path.join(OUT, "logs", "rvi.log"),
     resources:

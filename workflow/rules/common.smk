@@ -1,5 +1,7 @@
 # Inputs, participants and output naming. Discovery runs once at parse time through
 # rviflow.bids_io; every output path comes from out_path().
+import functools
+
 import pandas as pd
 
 from rviflow.bids_io import (check_config_paths, derivative_path, discover_scans, match_participants,
@@ -7,8 +9,13 @@ from rviflow.bids_io import (check_config_paths, derivative_path, discover_scans
 from rviflow.errors import InputError
 from rviflow.parcellate import resolve_atlas
 
+for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given
+    config[_key] = config.get(_key) or ""
+#: images to process; without fmriprep_dir the cohort stage runs on regional tables alone
+#: (cohort.tables, cohort.thickness) and participants.tsv: no per-scan steps
+IMAGING = bool(config["fmriprep_dir"])
 OUT = config["output_dir"]
-SPACE = config["space"]
+SPACE = config.get("space", "")
 GROUPS = config["groups"]
 ENVS = os.path.join(workflow.basedir, "envs")
 #: regional measures with a group/parcels_<measure>.tsv; each stage's .smk appends its own
@@ -17,13 +24,18 @@ MEASURES = []
 
 
 def _load_cohort():
-    """participants.tsv (validated) and the scans to process, with discovery QC rows."""
-    path = config["participants"] or os.path.join(config["bids_dir"], "participants.tsv")
+    """participants.tsv (validated) and the scans to process, with discovery QC rows (no scans
+    in a tables-only run)."""
     required = [GROUPS["column"], *config["covariates"]] + ([config["site_column"]] if config["site_column"] else [])
     try:
+        if not PARTICIPANTS_TSV:
+            raise InputError("config participants and bids_dir are both empty: set participants (a participants.tsv "
+                             "with the group, covariate and site columns) or bids_dir (the BIDS dataset holding it)")
         check_config_paths(config["bids_dir"], config["fmriprep_dir"], config["output_dir"], config["participants"])
-        participants = read_participants(path, required)
+        participants = read_participants(PARTICIPANTS_TSV, required)
         validate(participants, os.path.join(workflow.basedir, "workflow/schemas/participants.schema.yaml"))
+        if not IMAGING:
+            return participants, {}, []
         scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE)
         scans, problems = match_participants(scans, problems, participants)
     except InputError as exc:
@@ -35,8 +47,10 @@ def _load_cohort():
     return participants, {s.key: s for s in scans}, problems
 
 
+PARTICIPANTS_TSV = config["participants"] or (
+    config["bids_dir"] and os.path.join(config["bids_dir"], "participants.tsv")
+)
 PARTICIPANTS, SCANS, DISCOVERY_QC = _load_cohort()
-PARTICIPANTS_TSV = config["participants"] or os.path.join(config["bids_dir"], "participants.tsv")
 ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atlas"]["labels"])
 
 
@@ -47,7 +61,14 @@ wildcard_constraints:
 
 def out_path(desc, suffix, ext, scan="{scan}"):
     """Derivative path of a per-scan output (a wildcard pattern unless scan is given)."""
-    return str(derivative_path(OUT, scan, SPACE, desc, suffix, ext))
+    return _out_pattern(desc, suffix, ext).replace("{scan}", scan)
+
+
+@functools.lru_cache(maxsize=None)
+def _out_pattern(desc, suffix, ext):
+    # rviflow.bids_io.derivative_path names every output; building it once per kind and filling
+    # in the scan key is ~30x faster than a Path per file (250,000 of them at UK Biobank size)
+    return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext))
 
 
 def group_path(name):
@@ -89,7 +110,7 @@ def cohort_targets():
     c = config["cohort"]
     out = [group_path("effect_sizes_hemiavg.tsv"), group_path("effect_size_ratio.tsv")]
     if c["colocalisation"]["enabled"] and len(MEASURES) > 1:
-        out += [group_path("colocalisation.tsv"), group_path("coupling.tsv")]
+        out += [group_path(n) for n in ("colocalisation.tsv", "colocalisation_null.tsv", "coupling.tsv")]
     if c["rvi"]["enabled"]:
         out += [group_path(n) for n in ("rvi.tsv", "rvi_summary.tsv", "rvi_symptoms.tsv")]
         out += [group_path(f"expected_pattern_{m}.tsv") for m in MEASURES]
@@ -145,3 +166,51 @@ def cohort_runtime(base_min, min_per_scan):
     """runtime (minutes) of a cohort job: base_min + min_per_scan x number of scans, x attempt."""
     return lambda wildcards, attempt: int((base_min + min_per_scan * len(SCANS)) * attempt)
 
+
+
+# Batch mode (config batch_size > 0; rviflow.batches): the per-scan steps of batch_size scans
+# run as one job (rules reho_batch / cbf_batch), so a 15,501-subject cohort is a few hundred
+# jobs, not 77,500. Membership is stable across runs (a manifest under work/): new scans fill
+# new batches. Cohort rules then depend on the batches' records and get the per-scan files as
+# params (per_scan_files); in per-scan mode (batch_size 0) they depend on the files themselves.
+BATCH_SIZE = config["batch_size"]
+REHO_BATCHES, CBF_BATCHES = {}, {}  # set by reho.smk / cbf_inputs.smk in batch mode
+
+
+def batches_of(chain, keys):
+    """{batch id: scan keys} of a chain (reho, cbf); {} in per-scan mode."""
+    from rviflow.batches import assign_batches
+
+    if not BATCH_SIZE or not keys:
+        return {}
+    return assign_batches(sorted(keys), os.path.join(OUT, "work", f"batches_{chain}.tsv"), BATCH_SIZE)
+
+
+def batch_record(chain, batch="{batch}"):
+    """The declared output of a batch job: one row per scan with its status."""
+    return os.path.join(OUT, "work", "batches", chain, f"batch-{batch}.tsv")
+
+
+def per_scan_inputs(chain, batches, **files):
+    """Inputs of the cohort rules that read per-scan outputs: the files (per-scan mode) or the
+    batch records (batch mode). ``files``: name -> list of per-scan paths."""
+    if batches:
+        return dict(batches=[batch_record(chain, b) for b in sorted(batches)])
+    return files
+
+
+def batch_mem_mb(base_mb, mb_per_bold_mb, sizes):
+    """mem_mb of a batch job: scans run one after the other, so its largest scan counts."""
+    return lambda wildcards, attempt: int((base_mb + mb_per_bold_mb * max(sizes(wildcards), default=0)) * attempt)
+
+
+def batch_runtime(base_min, min_per_bold_mb, sizes):
+    """runtime (minutes) of a batch job: the sum over its scans of the per-scan estimate."""
+    return lambda wildcards, attempt: int(sum(base_min + min_per_bold_mb * s for s in sizes(wildcards)) * attempt)
+
+
+def file_mb(path):
+    try:
+        return os.path.getsize(path) / 2**20
+    except OSError:
+        return 0.0

@@ -1,5 +1,8 @@
 # Per scan: nuisance regression + band-pass, then ReHo (Kendall's W). Each runs a nipype node.
 MEASURES.append("reho")
+REHO_BATCHES = batches_of("reho", SCANS)  # {} unless batch_size > 0 (rules in batch.smk)
+DENOISE_OPTIONS = {k: v for k, v in config["denoise"].items() if k != "keep_denoised"}
+REHO_OPTIONS = {k: config["reho"][k] for k in ("neighbourhood", "tie_correction", "smoothing_fwhm")}
 
 
 rule denoise:
@@ -12,8 +15,8 @@ rule denoise:
         json=out_path("denoised", "bold", ".json"),
     params:
         participant_id=lambda w: scan_of(w).participant_id,
-        options={k: v for k, v in config["denoise"].items() if k != "keep_denoised"},
-        work_dir=lambda w: work_dir("denoise", w.scan),
+        options=DENOISE_OPTIONS,
+        work_dir=work_dir("denoise"),
         on_error=config["on_subject_error"],
     log:
         log_path("denoise"),
@@ -41,8 +44,8 @@ rule reho:
         json=out_path("reho", "bold", ".json"),
     params:
         participant_id=lambda w: scan_of(w).participant_id,
-        options={k: config["reho"][k] for k in ("neighbourhood", "tie_correction", "smoothing_fwhm")},
-        work_dir=lambda w: work_dir("reho", w.scan),
+        options=REHO_OPTIONS,
+        work_dir=work_dir("reho"),
         on_error=config["on_subject_error"],
     log:
         log_path("reho"),

@@ -7,7 +7,7 @@ REPORT_HTML = os.path.join(OUT, "report", "rviflow_report.html")
 rule report:
     input:
         targets=lambda w: [t for t in rviflow_targets() if t != REPORT_HTML],
-        reho_maps=per_scan("reho", "bold", ".nii.gz"),
+        **per_scan_inputs("reho", REHO_BATCHES, reho_maps=per_scan("reho", "bold", ".nii.gz")),
         participants=PARTICIPANTS_TSV,
         atlas_image=ATLAS_IMAGE,
         atlas_labels=ATLAS_LABELS,

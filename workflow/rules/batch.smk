@@ -1,0 +1,52 @@
+# Batch mode (config batch_size > 0, see common.smk): one job runs the per-scan chain of many
+# scans through rviflow.batches.run_batch, calling the same step functions with the same file
+# names as the per-scan rules (whose declared outputs name the files here).
+include: "batch_inputs.smk"
+
+
+rule reho_batch:
+    input:
+        unpack(lambda w: dict(bold=[SCANS[k].bold for k in REHO_BATCHES[w.batch]],
+                              mask=[SCANS[k].mask for k in REHO_BATCHES[w.batch]],
+                              confounds=[SCANS[k].confounds for k in REHO_BATCHES[w.batch]])),
+        atlas_image=ATLAS_IMAGE,
+        atlas_labels=ATLAS_LABELS,
+    output:
+        batch_record("reho"),
+    params:
+        plan=lambda w: [reho_chain(k) for k in REHO_BATCHES[w.batch]],
+        intermediates=lambda w: [] if config["denoise"]["keep_denoised"] else
+        [_scan_file(rules.denoise.output.bold, k) for k in REHO_BATCHES[w.batch]],
+    log:
+        os.path.join(OUT, "logs", "reho_batch", "batch-{batch}.log"),
+    resources:
+        mem_mb=batch_mem_mb(1500, 12, lambda w: [file_mb(SCANS[k].bold) for k in REHO_BATCHES[w.batch]]),
+        runtime=batch_runtime(10, 0.15, lambda w: [file_mb(SCANS[k].bold) for k in REHO_BATCHES[w.batch]]),
+    conda:
+        os.path.join(ENVS, "reho.yaml")
+    script:
+        "../../scripts/batch.py"
+
+
+if CBF_INPUTS:
+
+    rule cbf_batch:
+        input:
+            unpack(lambda w: dict(source=[CBF_INPUTS[k].source_file for k in CBF_BATCHES[w.batch]],
+                                  reference=sorted({CBF_INPUTS[k].reference for k in CBF_BATCHES[w.batch]}),
+                                  anat=[x for k in CBF_BATCHES[w.batch] for x in (CBF_INPUTS[k].t1w, CBF_INPUTS[k].xfm) if x])),
+            atlas_image=ATLAS_IMAGE,
+        output:
+            batch_record("cbf"),
+        params:
+            plan=lambda w: [cbf_chain(k) for k in CBF_BATCHES[w.batch]],
+            intermediates=[],
+        log:
+            os.path.join(OUT, "logs", "cbf_batch", "batch-{batch}.log"),
+        resources:
+            mem_mb=batch_mem_mb(2000, 10, lambda w: [file_mb(CBF_INPUTS[k].source_file) for k in CBF_BATCHES[w.batch]]),
+            runtime=batch_runtime(15, 0.2, lambda w: [file_mb(CBF_INPUTS[k].source_file) for k in CBF_BATCHES[w.batch]]),
+        conda:
+            os.path.join(ENVS, "cbf.yaml")
+        script:
+            "../../scripts/batch.py"
