@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +20,7 @@ from conftest import MACHINERY_CONFIG, assert_same_outputs, run_snakemake, write
 from rviflow.batches import assign_batches, run_batch
 
 NEW = ("sub-007", "sub-008")
+BAD = "sub-002"
 _JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", re.M)
 
 
@@ -93,12 +96,15 @@ def _mtimes(out, subjects):
 
 @pytest.fixture(scope="module")
 def batch_runs(tmp_path_factory):
-    """8 subjects with ASL. Batch mode (4 per batch): 6 subjects, then sub-007/008 arrive; the
-    per-scan mode on all 8 is the reference."""
+    """8 subjects with ASL, sub-002's BOLD 3-D. Batch mode (4 per batch): 6 subjects, then
+    sub-007/008 arrive; the per-scan mode on all 8 is the reference."""
     from rviflow.synth import write_cohort
 
     root = tmp_path_factory.mktemp("batches")
     cohort = write_cohort(root / "cohort", n_subjects=8, seed=5, n_sites=2, asl=True)
+    bold = next((cohort["fmriprep"] / BAD / "func").glob("*_desc-preproc_bold.nii.gz"))
+    img = nib.load(bold)  # a 3-D image where 4-D is needed: this subject's ReHo chain fails
+    nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine, img.header).to_filename(bold)
     participants = pd.read_csv(cohort["participants"], sep="\t", dtype={"participant_id": str})
     held = root / "held"
     for sub in NEW:
@@ -138,7 +144,19 @@ def test_batch_mode_outputs_equal_the_per_scan_mode(batch_runs):
     assert sum(f.endswith("_desc-reho_bold.nii.gz") for f in compared) == 8
     assert not list(batch_runs["batch"].rglob("*_desc-denoised_bold.nii.gz"))  # temp, as per scan
     table = pd.read_csv(batch_runs["batch"] / "group" / "parcels_reho.tsv", sep="\t")
-    assert len(table) == 8
+    assert len(table) == 7 and BAD not in set(table["participant_id"])  # the bad subject: not in the table
+
+
+def test_a_bad_subject_fails_alone_inside_its_batch(batch_runs):
+    record = pd.read_csv(batch_runs["batch"] / "work" / "batches" / "reho" / "batch-00000.tsv", sep="\t",
+                         keep_default_na=False)
+    assert len(record) == 4
+    bad = record.set_index("participant_id").loc[BAD]
+    assert bad["status"] == "failed" and "4-D" in bad["reason"] and BAD in bad["reason"]
+    assert set(record.loc[record["participant_id"] != BAD, "status"]) == {"ok"}
+    qc = pd.read_csv(batch_runs["batch"] / "group" / "qc.tsv", sep="\t", keep_default_na=False)
+    rows = qc[(qc["participant_id"] == BAD) & (qc["status"] == "failed")]
+    assert not rows.empty and rows["reason"].str.contains("4-D").all()
 
 
 def test_new_subjects_run_only_a_new_batch(batch_runs):

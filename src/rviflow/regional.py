@@ -7,8 +7,6 @@ optional ``session`` column and one numeric column per region. Consortia share s
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -88,20 +86,10 @@ def load_measures(tables: dict[str, str | Path]) -> dict[str, pd.DataFrame]:
 
 
 def write_tsv_atomic(df: pd.DataFrame, path: str | Path, **kw) -> None:
-    """Write a TSV through a temporary file in the same folder, renamed at the end."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_csv(tmp, sep="\t", **{"index": False, "float_format": "%.6g", "na_rep": "n/a", **kw})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a normal file's mode instead
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """A cohort table: :func:`rviflow.bids_io.write_tsv` (atomic, 'n/a') with 6 significant digits."""
+    from .bids_io import write_tsv
+
+    write_tsv(df, path, **{"float_format": "%.6g", **kw})
 
 
 def write_all(frames: dict[str | Path, pd.DataFrame]) -> None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import __version__
 from . import report_sections as rs
+from .bids_io import atomic_path
 from .report_methods import methods_html
 
 #: per-subject map snapshots beyond this many subjects are left out (the table lists everyone)
@@ -234,10 +235,8 @@ def build_report(output_dir: str | Path, config: dict, out_html: str | Path, par
                 f'<body><h1>rviflow report</h1><p class="error">The report could not be built: '
                 f"{escape(repr(exc))}</p></body></html>")
     out = Path(out_html)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
     if log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         Path(log).write_text("\n".join(lines) + "\n")
