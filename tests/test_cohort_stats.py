@@ -152,3 +152,35 @@ def test_user_table_rows_are_matched_to_participants(tmp_path, capsys):
     assert qc.loc["sub-777", "status"] == "failed"
     assert capsys.readouterr().err.strip() == ("rviflow: sub-777: has data in gmv.csv but no row in participants.tsv "
                                                "(left out) (see group/qc.tsv)")
+
+
+def test_frozen_harmonised_reference_scores_new_subjects_without_their_label(tmp_path):
+    """With ComBat, the saved reference's model is fitted without the diagnosis (as in the RVI
+    folds), so a new subject's RVI cannot depend on its own case/control label: scoring the same
+    new subjects with their labels flipped gives identical RVIs."""
+    p, tabs = _write(tmp_path)
+    spec, paths = _save(tmp_path, p, tabs)
+    measures = ["reho", "thickness"]
+    harmonised = [str(tmp_path / f"harmonized_{m}.tsv") for m in measures]
+    models = [str(tmp_path / f"combat_{m}.pkl") for m in measures]
+    for m, raw, h, model in zip(measures, paths, harmonised, models):
+        run_harmonize(raw, m, spec, 2, h, model)
+    o = tmp_path / "out"
+    run_rvi(harmonised, measures, spec, 3, 0, False, {}, models, o / "rvi.tsv", o / "s.tsv", o / "y.tsv",
+            [o / f"ep_{m}.tsv" for m in measures], [o / f"ref_{m}.pkl" for m in measures], n_boot=100,
+            raw_tables=paths, min_per_site=2)
+    # six "new" subjects: the first six rows under new IDs, once with their labels, once flipped
+    new_ids = {f"sub-{i:03d}": f"sub-{100 + i:03d}" for i in range(6)}
+    table = tabs["reho"].head(6).replace({"participant_id": new_ids})
+    table.to_csv(tmp_path / "new.tsv", sep="\t", index=False)
+    scores = []
+    for flip in (False, True):
+        new = p.head(6).replace({"participant_id": new_ids})
+        if flip:
+            new["diagnosis"] = new["diagnosis"].map({"MDD": "HC", "HC": "MDD"})
+        new.to_csv(tmp_path / f"participants_{flip}.tsv", sep="\t", index=False)
+        scores.append(score_new_subjects(str(o / "ref_reho.pkl"), str(tmp_path / "new.tsv"),
+                                         str(tmp_path / f"participants_{flip}.tsv"), str(tmp_path / f"s_{flip}.tsv")))
+    assert scores[0]["rvi"].notna().all() and len(scores[0]) == 6
+    np.testing.assert_allclose(scores[0]["rvi"], scores[1]["rvi"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(scores[0]["avi"], scores[1]["avi"], rtol=0, atol=1e-12)

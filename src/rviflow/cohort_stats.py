@@ -219,7 +219,7 @@ def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int
     refits ComBat inside each fold instead (:func:`rviflow.rvi.cross_validated_rvi`).
     """
     from .discrimination import SYMPTOM_COLUMNS, rvi_summary, rvi_symptoms
-    from .harmonize import load_model
+    from .harmonize import fit_combat, load_model
     from .rvi import cohort_expected_pattern, cross_validated_rvi, fit_reference
 
     values = load_measures(dict(zip(measures, tables)))
@@ -240,8 +240,12 @@ def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int
         full = effect_sizes(v, design, m, spec.min_per_group)
         eps[m] = full[["region", "d", "se", "ci_low", "ci_high", "p", "q_fdr", "n_case", "n_control"]]
         ep = ext if ext is not None else cohort_expected_pattern(v, design, m, spec.min_per_group)
-        combat = load_model(combat_models[i]) if combat_models else None
-        ref = fit_reference(v, design, m, ep, sites, spec.site_column, within_site, combat)
+        if m in raw:  # like the folds': ComBat without the diagnosis, so scoring a new subject needs no label
+            combat, v_ref = fit_combat(raw[m].loc[design.index], fold_combat, min_per_site, what=m)
+        else:
+            combat, v_ref = (load_model(combat_models[i]) if combat_models else None), v
+        ref = fit_reference(v_ref, design, m, ep, sites, spec.site_column, within_site, combat)
+        ref.meta["combat_with_case"] = m not in raw
         ref.meta["participants"] = parts[parts["participant_id"].isin(v.index)].reset_index(drop=True)
         ref.meta["spec"] = spec
         refs[m] = ref
@@ -256,10 +260,7 @@ def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int
     write_all({out_rvi: rvi[cols], out_summary: summary, out_symptoms: symptoms,
                **{p: eps[m] for p, m in zip(out_patterns, measures)}})
     for p, m in zip(out_references, measures):
-        tmp = Path(p).with_suffix(".tmp")
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
-        refs[m].save(tmp)
-        tmp.replace(p)
+        refs[m].save(p)  # atomic (bids_io.save_pickle)
 
 
 def score_new_subjects(reference: str, table: str, participants_tsv: str, out: str) -> pd.DataFrame:
@@ -275,7 +276,8 @@ def score_new_subjects(reference: str, table: str, participants_tsv: str, out: s
     both = pd.concat([ref.meta["participants"], new[~new["participant_id"].isin(ref.meta["participants"]["participant_id"])]],
                      ignore_index=True)
     design = new_spec.design(list(both["participant_id"]), both).loc[values.index]
-    covars = _combat_covars(new_spec, design, both) if ref.combat is not None else None
+    covars = (_combat_covars(new_spec, design, both, with_case=ref.meta.get("combat_with_case", True))
+              if ref.combat is not None else None)
     scores = score_with_reference(ref, values, design, new_spec.sites(both), covars)
     scores = scores.rename_axis("participant_id").reset_index().assign(measure=ref.measure)
     write_tsv_atomic(scores[["participant_id", "measure", "rvi", "avi"]], out)
