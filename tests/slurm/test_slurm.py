@@ -131,6 +131,19 @@ def test_slurm_profile_run_equals_local_run(slurm_cluster, tmp_path):
     files = assert_same_outputs(local_out, slurm_out)
     assert any(f.endswith("desc-reho_parcels.tsv") for f in files) and "group/effect_sizes.tsv" in files
 
+    # batch mode (batch_size: 2): each batch of 2 subjects is one SLURM job (no group needed), the
+    # jobs on the node re-read the same batch manifest, and the outputs still equal the local run's
+    batch_out = tmp_path / "batch" / "out"
+    cfg_batch = write_config(tmp_path / "batch.yaml", cohort, batch_out, batch_size=PER_JOB, **MACHINERY_CONFIG)
+    batch = subprocess.run(["timeout", "-k", "20", "600", *base, "--configfile", str(cfg_batch), "--directory",
+                            str(tmp_path / "batch"), "--profile", str(profile)], capture_output=True, text=True, env=env)
+    log = batch.stdout + batch.stderr
+    assert batch.returncode == 0, log[-6000:]
+    logdirs = sorted(Path(p).parent.name for _, p in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log))
+    assert len([d for d in logdirs if "reho_batch" in d]) == N_SUBJECTS // PER_JOB, logdirs
+    assert len([d for d in logdirs if d.startswith("group_cohort")]) == 1, logdirs
+    assert_same_outputs(local_out, batch_out)
+
 
 def test_profile_keeps_a_uk_biobank_run_under_max_job_count():
     """15,501 subjects (ReHo + CBF chains) must not mean ~93,000 SLURM submissions: the profile's
