@@ -139,9 +139,9 @@ def test_slurm_profile_run_equals_local_run(slurm_cluster, tmp_path):
                             str(tmp_path / "batch"), "--profile", str(profile)], capture_output=True, text=True, env=env)
     log = batch.stdout + batch.stderr
     assert batch.returncode == 0, log[-6000:]
-    logdirs = sorted(Path(p).parent.name for _, p in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log))
-    assert len([d for d in logdirs if "reho_batch" in d]) == N_SUBJECTS // PER_JOB, logdirs
-    assert len([d for d in logdirs if d.startswith("group_cohort")]) == 1, logdirs
+    logs = sorted(dict(re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", log)).values())
+    assert len([p for p in logs if "/rule_reho_batch/" in p]) == N_SUBJECTS // PER_JOB, logs
+    assert len([p for p in logs if "/group_cohort" in p]) == 1 and len(logs) == N_SUBJECTS // PER_JOB + 1, logs
     assert_same_outputs(local_out, batch_out)
 
 
