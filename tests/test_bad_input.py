@@ -50,6 +50,7 @@ CATALOGUE = {
     "sub-012": ("confounds wrong length", "denoise", "confounds have 90 rows but the BOLD has 100 volumes"),
     "sub-013": ("confounds column missing", "denoise", "confounds unusable"),
     "sub-014": ("not in atlas space", "parcellate", "does not overlap the atlas"),
+    "sub-015": ("another space- entity", "discover", "preprocessed BOLD is in space-T1w, not space-MNI152NLin2009cAsym"),
 }
 
 
@@ -58,7 +59,7 @@ def catalogue_run(tmp_path_factory):
     from rviflow.synth import write_cohort
 
     root = tmp_path_factory.mktemp("catalogue")
-    cohort = write_cohort(root / "cohort", n_subjects=14, seed=11, n_sites=2)
+    cohort = write_cohort(root / "cohort", n_subjects=15, seed=11, n_sites=2)
     fp = cohort["fmriprep"]
     raw = _bold(fp, "sub-005").read_bytes()
     _bold(fp, "sub-005").write_bytes(raw[: len(raw) // 2])
@@ -86,6 +87,8 @@ def catalogue_run(tmp_path_factory):
         return d, a
     _rewrite(_bold(fp, "sub-014"), _shift)
     _rewrite(fp / "sub-014" / "func" / f"sub-014_task-rest_space-{SPACE}_desc-brain_mask.nii.gz", _shift)
+    for f in (fp / "sub-015" / "func").glob(f"*space-{SPACE}*"):  # fMRIPrep run with --output-spaces T1w
+        f.rename(f.with_name(f.name.replace(f"space-{SPACE}", "space-T1w")))
     out = root / "out"
     # the BOLD path only: CBF and the multivariate cohort statistics need more than 4 good subjects
     cfg = write_config(root / "config.yaml", cohort, out, **MACHINERY_CONFIG)
@@ -98,7 +101,7 @@ def test_catalogue_row(catalogue_run, sub):
     proc, out, cohort = catalogue_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     what, step, text = CATALOGUE[sub]
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("rviflow ") and f" {sub}:" in ln]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(("rviflow ", "rviflow:")) and f" {sub}:" in ln]
     assert len(lines) == 1, (what, lines)
     assert text in lines[0] and (".nii.gz" in lines[0] or ".tsv" in lines[0]), (what, lines[0])
     qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t", keep_default_na=False)

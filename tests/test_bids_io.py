@@ -36,14 +36,20 @@ def test_discovery_sessions_runs_and_problems(tmp_path):
     _run(tmp_path, "03", confounds=False)
     _run(tmp_path, "04", mask=False)
     _run(tmp_path, "05", task="motor")
-    _run(tmp_path, "06", space="T1w")
+    _run(tmp_path, "06", space="T1w")  # only in another space: a QC row naming it
+    _run(tmp_path, "01", space="T1w")  # in the configured space too: nothing to report
     scans, problems = discover_scans(tmp_path, "rest", SP)
     keys = [s.key for s in scans]
     assert keys == ["sub-01/func/sub-01_task-rest", "sub-02/ses-1/func/sub-02_ses-1_task-rest_run-1",
                     "sub-02/ses-1/func/sub-02_ses-1_task-rest_run-2", "sub-02/ses-2/func/sub-02_ses-2_task-rest"]
     assert [s.session for s in scans] == [None, "1", "1", "2"]
-    assert [(p["participant_id"], p["reason"].split(":")[0]) for p in problems] == [
+    assert [(p["participant_id"], p["reason"].split(":")[0]) for p in problems[:2]] == [
         ("sub-03", "confounds file missing"), ("sub-04", "brain mask missing")]
+    assert len(problems) == 3 and problems[2]["participant_id"] == "sub-06"
+    assert problems[2]["reason"] == (f"{tmp_path}/sub-06/func/sub-06_task-rest_space-T1w_desc-preproc_bold.nii.gz: "
+                                     f"preprocessed BOLD is in space-T1w, not space-{SP} (the atlas space): "
+                                     f"add {SP} to fMRIPrep's --output-spaces")
+    problems = problems[:2]
 
     participants = pd.DataFrame({"participant_id": ["sub-01", "sub-03", "sub-07"]})
     kept, rows = match_participants(scans, problems, participants)

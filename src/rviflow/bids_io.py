@@ -75,7 +75,8 @@ def discover_scans(
         Runs with their confounds TSV and brain mask present.
     problems : list of dict
         QC rows (participant_id, session, step='discover', status='failed', reason) for runs
-        whose confounds or mask is missing; they are not processed.
+        whose confounds or mask is missing, and for func folders whose preprocessed BOLD is only
+        in other spaces; they are not processed.
     """
     root = Path(fmriprep_dir)
     if not root.is_dir():
@@ -83,8 +84,16 @@ def discover_scans(
     scans, problems = [], []
     pattern = f"*_task-{task}_*space-{space}_*desc-preproc_bold.nii.gz"
     for func, names in _func_listings(root):
-        for name in sorted(fnmatch.filter(names, pattern)):
+        matched = sorted(fnmatch.filter(names, pattern))
+        for name in matched:
             _add_scan(func / name, names, task, space, scans, problems)
+        other = sorted(fnmatch.filter(names, f"*_task-{task}_*desc-preproc_bold.nii.gz"))
+        if other and not matched:  # preprocessed, but not in the space the atlas is in
+            ents = parse_entities(other[0])
+            problems.append(dict(
+                participant_id=f"sub-{ents['sub']}", session=ents.get("ses", ""), step="discover", status="failed",
+                reason=f"{func / other[0]}: preprocessed BOLD is in space-{ents.get('space', '?')}, not space-{space} "
+                       f"(the atlas space): add {space} to fMRIPrep's --output-spaces"))
     return scans, problems
 
 
