@@ -56,16 +56,15 @@ def run_snakemake(configfile: Path, workdir: Path, *extra: str, timeout: int = 2
 JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", re.M)
 
 
-def jobs_that_ran(log: str) -> set[tuple[str, str]]:
-    """(rule, subject or '') of every job a run finished, from its snakemake log (the "rule X:"
+def finished_jobs(log: str) -> set[tuple[str, str]]:
+    """(rule, wildcards or '') of every job a run finished, from its snakemake log (the "rule X:"
     job blocks and their "Finished jobid" lines)."""
     planned = {}
     for m in JOB_BLOCK.finditer(log):
         jobid = re.search(r"jobid: (\d+)", m.group(2))
         wildcards = re.search(r"wildcards: (.*)", m.group(2))
-        sub = re.search(r"sub-[a-zA-Z0-9]+", wildcards.group(1)) if wildcards else None
         if jobid:
-            planned[jobid.group(1)] = (m.group(1), sub.group(0) if sub else "")
+            planned[jobid.group(1)] = (m.group(1), wildcards.group(1) if wildcards else "")
     finished = re.findall(r"Finished jobid: (\d+) \(Rule: (\w+)\)", log)
     assert finished, "no finished jobs in the log:\n" + log[-2000:]
     ran = set()
@@ -73,6 +72,17 @@ def jobs_that_ran(log: str) -> set[tuple[str, str]]:
         assert planned[jobid][0] == rule, (jobid, rule)
         ran.add(planned[jobid])
     return ran
+
+
+def jobs_that_ran(log: str) -> set[tuple[str, str]]:
+    """(rule, subject or '') of every job a run finished (see :func:`finished_jobs`)."""
+    subject = re.compile(r"sub-[a-zA-Z0-9]+")
+    return {(rule, m.group(0) if (m := subject.search(w)) else "") for rule, w in finished_jobs(log)}
+
+
+def output_mtimes(out: Path, subjects) -> dict[str, int]:
+    """mtime (ns) of every file of ``subjects`` under ``out``: unchanged = not rewritten."""
+    return {str(p): p.stat().st_mtime_ns for s in subjects for p in (out / s).rglob("*") if p.is_file()}
 
 
 def derivative_files(out: Path) -> set[str]:

@@ -8,7 +8,6 @@ log) and rewrites no file of a subject already done.
 
 from __future__ import annotations
 
-import re
 import shutil
 
 import nibabel as nib
@@ -16,12 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import MACHINERY_CONFIG, assert_same_outputs, run_snakemake, write_config
+from conftest import MACHINERY_CONFIG, assert_same_outputs, finished_jobs, output_mtimes, run_snakemake, write_config
 from rviflow.batches import assign_batches, run_batch
 
 NEW = ("sub-007", "sub-008")
 BAD = "sub-002"
-_JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", re.M)
 
 
 # --- membership --------------------------------------------------------------------------------
@@ -79,21 +77,6 @@ def test_run_batch_records_each_scans_status_and_removes_intermediates(tmp_path,
 
 # --- real runs ----------------------------------------------------------------------------------
 
-def _jobs(log: str) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job the run finished."""
-    planned = {}
-    for m in _JOB.finditer(log):
-        jobid = re.search(r"jobid: (\d+)", m.group(2))
-        wildcards = re.search(r"wildcards: (.*)", m.group(2))
-        if jobid:
-            planned[jobid.group(1)] = (m.group(1), wildcards.group(1) if wildcards else "")
-    return sorted({planned[j] for j, _ in re.findall(r"Finished jobid: (\d+) \(Rule: (\w+)\)", log)})
-
-
-def _mtimes(out, subjects):
-    return {str(p): p.stat().st_mtime_ns for s in subjects for p in (out / s).rglob("*") if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def batch_runs(tmp_path_factory):
     """8 subjects with ASL, sub-002's BOLD 3-D. Batch mode (4 per batch): 6 subjects, then
@@ -116,15 +99,15 @@ def batch_runs(tmp_path_factory):
     cfg = write_config(root / "batch.yaml", cohort, root / "batch", batch_size=4, **settings)
     for name in ("first", "added"):
         if name == "added":
-            before = _mtimes(root / "batch", sorted(set(participants["participant_id"]) - set(NEW)))
+            before = output_mtimes(root / "batch", sorted(set(participants["participant_id"]) - set(NEW)))
             for sub in NEW:
                 for tree in ("fmriprep", "bids"):
                     shutil.move(held / tree / sub, cohort[tree] / sub)
             participants.to_csv(cohort["participants"], sep="\t", index=False)
         proc = run_snakemake(cfg, root)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-        runs[name] = _jobs(proc.stdout + proc.stderr)
-    runs["untouched"] = before == _mtimes(root / "batch", sorted(set(participants["participant_id"]) - set(NEW)))
+        runs[name] = sorted(finished_jobs(proc.stdout + proc.stderr))
+    runs["untouched"] = before == output_mtimes(root / "batch", sorted(set(participants["participant_id"]) - set(NEW)))
     ref = run_snakemake(write_config(root / "scan.yaml", cohort, root / "scan", **settings), root)
     assert ref.returncode == 0, (ref.stdout + ref.stderr)[-4000:]
     runs.update(batch=root / "batch", scan=root / "scan")

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import MACHINERY_CONFIG, assert_same_outputs, derivative_files, jobs_that_ran, write_config
+from conftest import (MACHINERY_CONFIG, assert_same_outputs, derivative_files, jobs_that_ran, output_mtimes,
+                      write_config)
 
 pytestmark = pytest.mark.workflow
 SPACE = "MNI152NLin2009cAsym"
@@ -96,10 +97,6 @@ def _complete_files(out: Path) -> None:
             pd.read_csv(path, sep="\t")
 
 
-def _mtimes(out: Path, subjects) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for s in subjects for p in (out / s).rglob("*") if p.is_file()}
-
-
 def _done(work: Path, out: Path) -> list[str]:
     """Subjects whose last per-subject output is written and whose jobs Snakemake has closed."""
     incomplete = _incomplete(work)
@@ -152,7 +149,7 @@ def killed_in_subjects(cohort, reference, tmp_path_factory):
     proc = _start(cfg, work, root / "killed.log")
     _kill_when(proc, lambda: _done(work, out) and _job_scripts(proc.pid) & PER_SUBJECT_SCRIPTS)
     done = _done(work, out)
-    state = dict(done=done, incomplete=_incomplete(work), mtimes=_mtimes(out, done),
+    state = dict(done=done, incomplete=_incomplete(work), mtimes=output_mtimes(out, done),
                  complete_error=_error_of(_complete_files, out), locks=list((work / ".snakemake" / "locks").glob("*")))
 
     rerun = _start(cfg, work, root / "rerun.log")
@@ -180,7 +177,7 @@ def test_kill_in_subject_jobs_then_rerun_finishes_equal_to_reference(killed_in_s
 
 def test_subjects_done_before_the_kill_are_not_recomputed(killed_in_subjects):
     s = killed_in_subjects
-    assert s["mtimes"] and s["mtimes"] == _mtimes(s["out"], s["done"])
+    assert s["mtimes"] and s["mtimes"] == output_mtimes(s["out"], s["done"])
     reran = {sub for _, sub in jobs_that_ran(s["log"]) if sub}
     assert reran == set(SUBJECTS) - set(s["done"]), (reran, s["done"])
 
@@ -204,7 +201,7 @@ def killed_in_cohort(killed_in_subjects, cohort):
     work, out = s["work"], s["out"]
     participants = pd.read_csv(cohort["participants"], sep="\t")
     participants.assign(handedness="R").to_csv(cohort["participants"], sep="\t", index=False, na_rep="n/a")
-    before = _mtimes(out, SUBJECTS)
+    before = output_mtimes(out, SUBJECTS)
     proc = _start(s["cfg"], work, s["root"] / "cohort_killed.log")
     _kill_when(proc, lambda: any(f.startswith(str(out / "group")) for f in _incomplete(work))
                and bool(_job_scripts(proc.pid) - PER_SUBJECT_SCRIPTS))
@@ -222,7 +219,7 @@ def test_kill_in_cohort_job_then_rerun_finishes_equal_to_reference(killed_in_coh
     assert s["rc"] == 0, s["log"][-4000:]
     assert CLEARED in s["log"]
     assert_same_outputs(reference, s["out"])
-    assert s["before"] == _mtimes(s["out"], SUBJECTS)  # no per-subject output rewritten
+    assert s["before"] == output_mtimes(s["out"], SUBJECTS)  # no per-subject output rewritten
     assert not {sub for _, sub in jobs_that_ran(s["log"]) if sub}  # only cohort jobs ran
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import JOB_BLOCK, MACHINERY_CONFIG, jobs_that_ran, run_snakemake, write_config
+from conftest import JOB_BLOCK, MACHINERY_CONFIG, jobs_that_ran, output_mtimes, run_snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 NEW = ("sub-007", "sub-008")
@@ -37,10 +37,6 @@ def _run(cfg: Path, work: Path, name: str) -> set[tuple[str, str]]:
     return jobs_that_ran(LOGS[name])
 
 
-def _mtimes(out: Path, subjects) -> dict[str, float]:
-    return {str(p): p.stat().st_mtime_ns for s in subjects for p in (out / s).rglob("*") if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def rerun_history(tmp_path_factory):
     """One output tree, five runs: 6 subjects; + sub-007/008; a covariate edited; ReHo 27 -> 19
@@ -61,12 +57,12 @@ def rerun_history(tmp_path_factory):
     old = sorted({s for _, s in _per_subject(history["first"])})
     history["denoised_after_first"] = sorted(out.glob("sub-*/func/*_desc-denoised_bold.nii.gz"))
 
-    before = _mtimes(out, old)
+    before = output_mtimes(out, old)
     for sub in NEW:
         shutil.move(held / sub, cohort["fmriprep"] / sub)
     participants.to_csv(cohort["participants"], sep="\t", index=False)
     history["added"] = _run(cfg, root, "added")
-    history["untouched"] = before == _mtimes(out, old)
+    history["untouched"] = before == output_mtimes(out, old)
 
     edited = participants.copy()
     edited.loc[edited["participant_id"] == "sub-001", "age"] += 7

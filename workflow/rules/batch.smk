@@ -20,8 +20,8 @@ rule reho_batch:
     log:
         os.path.join(OUT, "logs", "reho_batch", "batch-{batch}.log"),
     resources:
-        mem_mb=batch_mem_mb(1500, 12, lambda w: [file_mb(SCANS[k].bold) for k in REHO_BATCHES[w.batch]]),
-        runtime=batch_runtime(10, 0.15, lambda w: [file_mb(SCANS[k].bold) for k in REHO_BATCHES[w.batch]]),
+        mem_mb=batch_mem_mb(1500, 12, reho_batch_mb),
+        runtime=batch_runtime(10, 0.15, reho_batch_mb),
     conda:
         os.path.join(ENVS, "reho.yaml")
     script:
@@ -44,8 +44,8 @@ if CBF_INPUTS:
         log:
             os.path.join(OUT, "logs", "cbf_batch", "batch-{batch}.log"),
         resources:
-            mem_mb=batch_mem_mb(2000, 10, lambda w: [file_mb(CBF_INPUTS[k].source_file) for k in CBF_BATCHES[w.batch]]),
-            runtime=batch_runtime(15, 0.2, lambda w: [file_mb(CBF_INPUTS[k].source_file) for k in CBF_BATCHES[w.batch]]),
+            mem_mb=batch_mem_mb(2000, 10, cbf_batch_mb),
+            runtime=batch_runtime(15, 0.2, cbf_batch_mb),
         conda:
             os.path.join(ENVS, "cbf.yaml")
         script:

@@ -6,6 +6,16 @@ def _scan_file(pattern, key, wildcard="scan"):
     return str(pattern).replace("{%s}" % wildcard, key)
 
 
+def reho_batch_mb(wildcards):
+    """Sizes (MB) of a ReHo batch's fMRIPrep BOLD files (its resources scale with them)."""
+    return [file_mb(SCANS[k].bold) for k in REHO_BATCHES[wildcards.batch]]
+
+
+def cbf_batch_mb(wildcards):
+    """Sizes (MB) of a CBF batch's ASL series / perfusion maps."""
+    return [file_mb(CBF_INPUTS[k].source_file) for k in CBF_BATCHES[wildcards.batch]]
+
+
 def reho_chain(key):
     """One scan's denoise -> ReHo -> parcellation, as run_batch steps (kwargs of rviflow.steps)."""
     s, f = SCANS[key], lambda p: _scan_file(p, key)

@@ -141,9 +141,9 @@ def _bold_mb(wildcards):
     """Size (MB) of a per-scan job's main input: the fMRIPrep BOLD, or the ASL series / CBF map."""
     try:
         if "aslscan" in wildcards.keys():
-            return os.path.getsize(CBF_INPUTS[wildcards.aslscan].source_file) / 2**20  # cbf.smk
-        return os.path.getsize(scan_of(wildcards).bold) / 2**20
-    except (OSError, KeyError):
+            return file_mb(CBF_INPUTS[wildcards.aslscan].source_file)  # cbf.smk
+        return file_mb(scan_of(wildcards).bold)
+    except KeyError:
         return 0.0
 
 
@@ -210,6 +210,7 @@ def batch_runtime(base_min, min_per_bold_mb, sizes):
 
 
 def file_mb(path):
+    """Size of a file in MB (0 if it cannot be read: resources must not fail the DAG)."""
     try:
         return os.path.getsize(path) / 2**20
     except OSError:
