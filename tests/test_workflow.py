@@ -21,6 +21,14 @@ def test_pipeline_writes_every_output(pipeline_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "rviflow"
+    # the run records the exact environment: the lock's digest and the locked versions it used
+    from rviflow import envlock
+
+    gen, lock = desc["GeneratedBy"][0], envlock.locked("main")
+    assert gen["Lock"] == f"locks/main.txt sha256:{envlock.lock_digest()}"
+    assert all(gen["SoftwareVersions"][p] == lock[p] for p in ("numpy", "nilearn", "snakemake", "neuroharmonize"))
+    report = (out / "report" / "rviflow_report.html").read_text()
+    assert f"locks/main.txt sha256 {envlock.lock_digest()[:12]}" in report and f"nibabel {lock['nibabel']}" in report
     participants = pd.read_csv(cohort["participants"], sep="\t")
     for pid in participants["participant_id"]:
         func = out / pid / "func"

@@ -256,20 +256,17 @@ def save_pickle(obj, path: str | Path) -> None:
 
 
 def software_versions() -> dict[str, str]:
-    """Versions of the packages that shape the numbers, for JSON sidecars."""
-    import importlib.metadata as md
+    """Versions of rviflow and the packages that shape the numbers (the locked ones, as installed),
+    for JSON sidecars, dataset_description.json and the report's methods."""
+    from .envlock import installed_versions
 
-    out = {"rviflow": __version__}
-    for pkg in ("numpy", "scipy", "nibabel", "nilearn", "nipype", "pandas", "statsmodels"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    return {"rviflow": __version__, **installed_versions()}
 
 
 def write_dataset_description(output_dir: str | Path, source_dirs: list[str]) -> None:
     """BIDS-derivatives ``dataset_description.json`` at the root of the output tree."""
+    from .envlock import lock_digest
+
     write_json(
         Path(output_dir) / "dataset_description.json",
         {
@@ -277,7 +274,10 @@ def write_dataset_description(output_dir: str | Path, source_dirs: list[str]) ->
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
             "GeneratedBy": [{"Name": "rviflow", "Version": __version__,
-                             "CodeURL": "https://github.com/rviflow/rviflow"}],
+                             "CodeURL": "https://github.com/rviflow/rviflow",
+                             # the exact environment: the lock setup.sh installed and the versions in use
+                             "Lock": f"locks/main.txt sha256:{lock_digest()}" if lock_digest() else "none",
+                             "SoftwareVersions": software_versions()}],
             "SourceDatasets": [{"URL": f"file://{Path(d).resolve()}"} for d in source_dirs],
         },
     )

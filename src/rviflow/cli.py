@@ -1,4 +1,4 @@
-"""rviflow command line: demo, synth, run, reho, cbf."""
+"""rviflow command line: demo, synth, run, reho, cbf, score, setup-resources, lock."""
 
 from __future__ import annotations
 
@@ -235,8 +235,14 @@ def cmd_score(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lock"]:  # a developer's step with its own options (rviflow.envlock)
+        from .envlock import main as lock_main
+
+        return lock_main(argv[1:])
     p = argparse.ArgumentParser(prog="rviflow", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p.add_argument("--version", action="store_true", help="rviflow's version and the locked package versions in use")
+    sub = p.add_subparsers(dest="cmd")
 
     s = sub.add_parser("synth", help="write a synthetic cohort (BIDS + fMRIPrep derivatives + truth/)")
     s.add_argument("--out", required=True)
@@ -281,8 +287,18 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("setup-resources", help="fetch / build the transcriptomics stage's offline resources once "
                    "(AHBA DK expression table, GO / KEGG / theme GMTs) into $RVIFLOW_CACHE or .cache/rviflow")
+    sub.add_parser("lock", help="developers: re-resolve locks/*.txt from the declared ranges and rewrite envs/*.yaml "
+                   "(rviflow lock --help)")
 
     a, rest = p.parse_known_args(argv)
+    if a.version:
+        from . import __version__
+        from .envlock import version_text
+
+        print(version_text(__version__))
+        return 0
+    if a.cmd is None:
+        p.error("a command is required (or --version)")
     if a.cmd == "run":
         return cmd_run(a, rest)
     if rest:

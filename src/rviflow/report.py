@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import __version__
 from . import report_sections as rs
-from .bids_io import atomic_path
+from .bids_io import atomic_path, software_versions
 from .report_methods import methods_html
 
 #: per-subject map snapshots beyond this many subjects are left out (the table lists everyone)
@@ -121,9 +121,7 @@ class RunData:
         return r.to_numpy(float), f"{len(r)} null maps saved by the co-localisation step"
 
     def versions(self) -> dict[str, str]:
-        """Software versions recorded by the run's ReHo / CBF sidecars, plus this process's Snakemake."""
-        import importlib.metadata as md
-
+        """Software versions recorded by the run's ReHo / CBF sidecars, plus this process's locked packages."""
         vers = {}
         for side in sorted(self.output_dir.glob("sub-*/**/*_desc-reho_bold.json"))[:1] + \
                 sorted(self.output_dir.glob("sub-*/**/perf/*_cbf.json"))[:1]:
@@ -131,12 +129,8 @@ class RunData:
                 vers.update(json.loads(side.read_text()).get("SoftwareVersions", {}))
             except (OSError, ValueError):
                 pass
-        for pkg in ("snakemake", "matplotlib", "scikit-learn"):
-            try:
-                vers.setdefault(pkg, md.version(pkg))
-            except md.PackageNotFoundError:
-                pass
-        vers.setdefault("rviflow", __version__)
+        for pkg, version in software_versions().items():  # the locked packages, as installed here
+            vers.setdefault(pkg, version)
         return vers
 
     def present(self) -> dict[str, bool]:

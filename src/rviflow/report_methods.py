@@ -176,7 +176,11 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
     others = ", ".join(f"{k} {val}" for k, val in sorted(versions.items())
                        if k not in ("rviflow", "snakemake", "nipype", "nilearn"))
     if others:
-        paras.append(f"Other software: {others}.")
+        from .envlock import lock_digest
+
+        digest = lock_digest()
+        lock = f" (exact versions installed from rviflow's lock, locks/main.txt sha256 {digest[:12]})" if digest else ""
+        paras.append(f"Other software{lock}: {others}.")
     return paras, cites
 
 
