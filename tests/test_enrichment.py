@@ -228,3 +228,48 @@ def test_setup_resources_is_idempotent_and_offline_once_cached(monkeypatch):
     paths = resources.setup_resources()
     assert all(p.exists() for p in paths.values()) and len(paths) == 1 + len(resources.COLLECTIONS)
     assert resources.main() == 0
+
+
+@pytest.mark.workflow
+def test_workflow_writes_ensemble_enrichment_null_maps_and_report(tmp_path):
+    """Real snakemake, tables-only cohort + the real AHBA DK table: the gene association saves its null
+    maps, the enrichment rule scores the same null maps' rankings (n_null = n_nulls), left hemisphere
+    by default, both tails; the report shows the tests and the null distributions."""
+    import yaml
+
+    from conftest import run_snakemake
+    from rviflow.cli import tables_demo_config
+    from rviflow.resources import gene_set_file
+    from rviflow.synth_tables import write_table_cohort
+
+    cohort = write_table_cohort(tmp_path / "data", n_subjects=30, seed=2)
+    cfg = tables_demo_config(cohort, tmp_path)
+    cfg["cohort"].update(rvi={"enabled": False}, prediction={"enabled": False},
+                         colocalisation={"enabled": False})
+    themes = read_gmt(gene_set_file("rviflow_themes"))
+    mini = {k: v[:200] for k, v in themes.items()}
+    _gmt(tmp_path / "mini.gmt", mini)
+    cfg["transcriptomics"] = dict(enabled=True, maps=["reho"], collections=["mini"],
+                                  gene_sets={"mini": str(tmp_path / "mini.gmt")}, n_nulls=120, n_boot=100,
+                                  n_top=300)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path / "config.yaml", tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tx = tmp_path / "derivatives" / "rviflow" / "group" / "transcriptomics"
+    null_maps = pd.read_csv(tx / "reho_null_maps.tsv", sep="\t", index_col="null_index")
+    regions = [c for c in null_maps.columns if c != "pls1_variance_explained"]
+    assert len(null_maps) == 120 and len(regions) == 34 and all(r.startswith("L_") for r in regions)
+    res = pd.read_csv(tx / "reho_enrichment_mini.tsv", sep="\t")
+    assert list(res.columns) == ENRICHMENT_COLUMNS and set(res["term"]) == set(mini)
+    assert (res["n_null"] == 120).all() and (res["direction"] == "both").all()
+    assert res[["p", "p_pos", "p_neg", "ora_pos_p", "ora_neg_p"]].ge(1 / 121).all().all()
+    assert res["gsea_p_gene_perm"].isna().all()  # n_perm 0: gseapy not run
+    nulls = pd.read_csv(tx / "reho_enrichment_mini_nulls.tsv", sep="\t")
+    assert set(nulls["term"]) == set(mini) and len(nulls) == 120 * len(mini)
+    for _, row in res.iterrows():  # the p in the table is the one its saved null gives
+        null = nulls.loc[nulls["term"] == row["term"], "score"].to_numpy()
+        p_pos = (1 + (null >= row["score"] - 1e-9).sum()) / 121  # tables hold 6 significant digits
+        assert row["p_pos"] == pytest.approx(p_pos, rel=1e-5)
+    html = (tmp_path / "derivatives" / "rviflow" / "report" / "rviflow_report.html").read_text()
+    assert "Fulcher" in html and "ensemble null of RVIFLOW_SYNAPTIC" in html
+    assert "null distribution of PLS1 variance explained" in html and "null distribution of r for the top gene" in html
