@@ -123,7 +123,8 @@ def check_and_record(section: str, df: pd.DataFrame, note: str) -> list[str]:
     rows, failures = [], []
     for stat, (bounds, what) in rules.items():
         values = df[stat].to_numpy(float)
-        rate = float(values.mean()) if stat in ("all_genes", "all_sets", "any_set_q") else float((values <= ALPHA).mean())
+        mean_of_shares = stat in ("all_genes", "all_sets", "any_set_q")
+        rate = float(values.mean()) if mean_of_shares else float((values <= ALPHA).mean())
         ok = {"both": lo <= rate <= hi, "upper": rate <= hi, "none": True}[bounds]
         rows.append(dict(p_value=stat, what=what, n_sim=n, rate=rate, interval=f"[{lo:.3f}, {hi:.3f}]",
                          asserted={"both": "in interval", "upper": "<= upper", "none": "no"}[bounds],
