@@ -154,8 +154,7 @@ def ensemble_enrichment(observed: pd.Series, null_scores: np.ndarray, gene_sets:
     Returns
     -------
     table : :data:`ENRICHMENT_COLUMNS` (gsea_* empty), sorted by p then |z|
-    null_set_scores : (S, K) every set's score under every null ranking (table's term order
-        before sorting is ``list(sets)``; returned aligned to the sorted table)
+    null_set_scores : (S, K) every set's score under every null ranking, rows in the table's order
     """
     if direction not in DIRECTIONS:
         raise InputError(f"transcriptomics.direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
@@ -188,8 +187,7 @@ def ensemble_enrichment(observed: pd.Series, null_scores: np.ndarray, gene_sets:
     sd = null_set.std(1, ddof=1)
     z = (score - null_set.mean(1)) / np.where(sd > 0, sd, np.inf)
     out = pd.DataFrame(dict(term=list(sets), size=size.astype(int), mean_score=mean_score, score=score, z=z,
-                            p=p, q=bh_q(p),
-                            p_pos=p_pos, p_neg=p_neg))
+                            p=p, q=bh_q(p), p_pos=p_pos, p_neg=p_neg))
     order = {g: s for g, s in zip(genes, obs)}
     out["top_genes"] = [";".join(sorted(v, key=lambda g: -order[g] if zz >= 0 else order[g])[:10])
                         for v, zz in zip(sets.values(), z)]
