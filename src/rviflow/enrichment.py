@@ -3,7 +3,8 @@
 Gene-label permutation (GSEA prerank, a hypergeometric test of the top genes) treats genes as
 exchangeable; AHBA genes are not (spatial autocorrelation of the map and of expression, gene-gene
 co-expression), and it calls random maps enriched far too often (Fulcher et al. 2021, Nat Commun
-12:2669: 8-16% of GO BP sets at p < 0.05 for random maps on the real DK table here). So every
+12:2669; 16-19% of GO BP sets at p < 0.05 for smooth random maps on the real DK table here,
+benchmarks/results/calibration.md). So every
 p here compares the observed map's gene ranking with the gene rankings of the null maps of
 the same map (BrainSMASH / spin, :mod:`rviflow.nulls`), the "spatially constrained ensemble
 null" of Fulcher et al.:
