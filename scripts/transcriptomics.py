@@ -8,4 +8,5 @@ with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.re
     p = sm.params
     run_gene_association(sm.wildcards.map, sm.input.map, sm.input.expression, sm.input.atlas_image,
                          sm.input.atlas_labels, sm.output.genes, sm.output.pls, p.cortex_only, p.left_only,
-                         p.null_method, p.n_nulls, p.pls_components, p.n_boot, p.seed)
+                         p.null_method, p.n_nulls, p.pls_components, p.n_boot, p.seed,
+                         out_null_maps=sm.output.null_maps)

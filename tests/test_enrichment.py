@@ -1,5 +1,6 @@
-"""Gene-set enrichment with local GMTs: planted set found, deterministic, offline, clear errors;
-the built-in GO / KEGG / theme GMTs that setup.sh builds."""
+"""Gene-set enrichment with local GMTs against the ensemble (null-map) null: planted set found in
+either tail, vectorised null equal to a plain loop, deterministic, offline, clear errors; the
+built-in GO / KEGG / theme GMTs that setup.sh builds."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _gmt(path, sets):
 
 @pytest.fixture(scope="module")
 def synthetic_genes(synthetic_ahba):
-    """Genes table of the synthetic donors against the planted map (as test_transcriptomics)."""
+    """Genes table, expression and null maps of the synthetic donors against the planted map."""
     from rviflow.nulls import null_maps
     from rviflow.parcellate import DK_LABELS, default_atlas, read_labels
     from rviflow.transcriptomics import gene_association, select_regions
@@ -40,31 +41,98 @@ def synthetic_genes(synthetic_ahba):
     regions = select_regions(labels, expr, planted_map)
     nulls = null_maps(planted_map[regions], "spin", default_atlas()[0], labels, n=200, seed=0)
     genes, _ = gene_association(expr.loc[regions], planted_map[regions], nulls, n_boot=200)
-    return truth, genes
+    return truth, genes, expr, pd.DataFrame(nulls, columns=regions)
 
 
 def test_planted_gene_set_is_the_top_enrichment(synthetic_genes, tmp_path):
-    truth, genes = synthetic_genes
+    """Planted genes follow the planted map (positive tail); their set is the top one, a half-planted
+    decoy ranks below, random sets are not called; an inverted copy of the planted genes (negative
+    tail) is found only when the negative tail is tested."""
+    truth, genes, expr, nulls = synthetic_genes
     rng = np.random.default_rng(0)
     others = [g for g in truth["genes"] if g not in truth["planted"]]
     sets = {f"RANDOM_{i:02d}": list(rng.choice(others, 20, replace=False)) for i in range(30)}
-    # a decoy half planted, half random: must rank below the fully planted set
     sets["HALF_PLANTED"] = truth["planted"][:10] + list(rng.choice(others, 10, replace=False))
     sets["PLANTED"] = truth["planted"]
     gs = read_gmt(_gmt(tmp_path / "synthetic.gmt", sets))
-    res = enrichment(genes, gs, rank_by="r", n_perm=200, seed=1, min_size=15, max_size=500, n_top=30)
+    res, null_long = enrichment(genes, expr, nulls, gs, rank_by="r", min_size=15, max_size=500, n_top=30)
     assert list(res.columns) == ENRICHMENT_COLUMNS
     assert res["term"].iloc[0] == "PLANTED"
     top = res.set_index("term").loc["PLANTED"]
-    assert top["nes"] > 0 and top["p"] < 0.05 and top["q"] < 0.05 and top["size"] == 20
-    assert set(top["leading_edge_genes"].split(";")) <= set(truth["planted"])
-    assert res.set_index("term").loc["HALF_PLANTED", "nes"] < top["nes"]
+    assert top["z"] > 0 and top["p"] < 0.05 and top["p_pos"] < 0.01 and top["size"] == 20 and top["n_null"] == 200
+    assert set(top["top_genes"].split(";")) <= set(truth["planted"])
+    assert res.set_index("term").loc["HALF_PLANTED", "z"] < top["z"]
+    # abagen's per-sample normalisation across genes (SRS) makes every non-planted gene fall slightly
+    # with the map in these donors: the competitive score (relative to all genes) leaves them uncalled
     assert (res[res["term"].str.startswith("RANDOM")]["q"] > 0.05).mean() > 0.8
-    ora = res.dropna(subset=["ora_p"]).sort_values("ora_p")
-    assert ora["term"].iloc[0] == "PLANTED" and ora["ora_q"].iloc[0] < 0.05
+    ora = res.sort_values("ora_pos_p")
+    assert ora["term"].iloc[0] == "PLANTED" and ora["ora_pos_p"].iloc[0] < 0.05
+    # the saved null distributions: n_null scores for each of the best sets, PLANTED's first
+    assert set(null_long.columns) == {"term", "null_index", "score"}
+    assert (null_long[null_long["term"] == "PLANTED"]["score"] < top["score"]).mean() > 0.95
 
-    again = enrichment(genes, gs, rank_by="r", n_perm=200, seed=1, min_size=15, max_size=500, n_top=30)
-    pd.testing.assert_frame_equal(res, again)  # deterministic with a seed
+    # a deficit-like map: the same genes now fall with the map -> negative tail
+    flipped = genes.assign(r=-genes["r"])
+    neg_nulls = -nulls  # the null maps of -map are -nulls (same spatial structure)
+    both, _ = enrichment(flipped, expr, neg_nulls, gs, n_top=30)
+    row = both.set_index("term").loc["PLANTED"]
+    assert row["z"] < 0 and row["p"] < 0.05 and row["p_neg"] < 0.01 and row["ora_neg_p"] < 0.05
+    pos, _ = enrichment(flipped, expr, neg_nulls, gs, direction="positive", n_top=30)
+    assert pos.set_index("term").loc["PLANTED", "p"] > 0.5 and pos["ora_neg_p"].isna().all()
+
+    again, _ = enrichment(genes, expr, nulls, gs, rank_by="r", min_size=15, max_size=500, n_top=30)
+    pd.testing.assert_frame_equal(res, again)  # deterministic
+
+
+def test_ensemble_null_equals_a_plain_loop_over_null_maps():
+    """Vectorised set scores / overlaps / p against a per-null, per-set loop written plainly."""
+    from rviflow.enrichment import ensemble_enrichment, null_rankings
+
+    rng = np.random.default_rng(3)
+    n_reg, n_genes, k = 20, 120, 37
+    expr = rng.normal(size=(n_reg, n_genes))
+    genes = [f"G{i:03d}" for i in range(n_genes)]
+    brain_map = rng.normal(size=n_reg)
+    null_maps = rng.normal(size=(k, n_reg))
+    obs = pd.Series([np.corrcoef(expr[:, g], brain_map)[0, 1] for g in range(n_genes)], index=genes)
+    sets = {f"S{i}": list(rng.choice(genes, int(rng.integers(5, 30)), replace=False)) for i in range(12)}
+    nulls = null_rankings(expr, null_maps, "r")
+    res, null_set = ensemble_enrichment(obs, nulls, sets, min_size=5, max_size=40, n_top=15, chunk=10)
+    res = res.set_index("term")
+    for name, members in sets.items():
+        idx = [genes.index(g) for g in members]
+        plain_null = [np.mean([np.corrcoef(expr[:, g], null_maps[j])[0, 1] for g in idx]) for j in range(k)]
+        plain_all = [np.median([np.corrcoef(expr[:, g], null_maps[j])[0, 1] for g in range(n_genes)]) for j in range(k)]
+        plain_null = np.array(plain_null) - plain_all  # competitive: relative to all genes of the ranking
+        s = obs.iloc[idx].mean() - obs.median()
+        p_pos = (1 + sum(v >= s for v in plain_null)) / (1 + k)
+        p_neg = (1 + sum(v <= s for v in plain_null)) / (1 + k)
+        row = res.loc[name]
+        assert row["score"] == pytest.approx(s) and row["p_pos"] == pytest.approx(p_pos)
+        assert row["p_neg"] == pytest.approx(p_neg) and row["p"] == pytest.approx(min(1, 2 * min(p_pos, p_neg)))
+        np.testing.assert_allclose(null_set[list(res.index).index(name)], plain_null, atol=1e-12)
+        top_obs = set(obs.sort_values(ascending=False).index[:15])
+        bottom_obs = set(obs.sort_values().index[:15])
+        assert row["ora_pos_overlap"] == len(top_obs & set(members))
+        assert row["ora_neg_overlap"] == len(bottom_obs & set(members))
+        null_pos = [len({genes[i] for i in np.argsort(-nulls[j])[:15]} & set(members)) for j in range(k)]
+        assert row["ora_pos_p"] == pytest.approx((1 + sum(c >= row["ora_pos_overlap"] for c in null_pos)) / (1 + k))
+
+
+def test_pls1_weight_ranking_and_bad_options():
+    from rviflow.enrichment import ensemble_enrichment, null_rankings
+    from rviflow.transcriptomics import pls_regression
+
+    rng = np.random.default_rng(4)
+    expr, maps = rng.normal(size=(15, 40)), rng.normal(size=(3, 15))
+    w = null_rankings(expr, maps, "pls1_weight")
+    for j in range(3):  # the null maps' PLS1 weights are what pls_regression gives each of them
+        w1 = pls_regression(expr, maps[j], 1)[0][:, 0]
+        np.testing.assert_allclose(w[j], w1 * np.sign(w1 @ w[j]), atol=1e-10)
+    with pytest.raises(InputError, match="rank_by"):
+        null_rankings(expr, maps, "z")
+    with pytest.raises(InputError, match="direction"):
+        ensemble_enrichment(pd.Series(w[0], index=[f"G{i}" for i in range(40)]), w, {}, direction="up")
 
 
 def test_missing_or_bad_gmt_names_the_config_key(tmp_path):
@@ -160,3 +228,48 @@ def test_setup_resources_is_idempotent_and_offline_once_cached(monkeypatch):
     paths = resources.setup_resources()
     assert all(p.exists() for p in paths.values()) and len(paths) == 1 + len(resources.COLLECTIONS)
     assert resources.main() == 0
+
+
+@pytest.mark.workflow
+def test_workflow_writes_ensemble_enrichment_null_maps_and_report(tmp_path):
+    """Real snakemake, tables-only cohort + the real AHBA DK table: the gene association saves its null
+    maps, the enrichment rule scores the same null maps' rankings (n_null = n_nulls), left hemisphere
+    by default, both tails; the report shows the tests and the null distributions."""
+    import yaml
+
+    from conftest import run_snakemake
+    from rviflow.cli import tables_demo_config
+    from rviflow.resources import gene_set_file
+    from rviflow.synth_tables import write_table_cohort
+
+    cohort = write_table_cohort(tmp_path / "data", n_subjects=30, seed=2)
+    cfg = tables_demo_config(cohort, tmp_path)
+    cfg["cohort"].update(rvi={"enabled": False}, prediction={"enabled": False},
+                         colocalisation={"enabled": False})
+    themes = read_gmt(gene_set_file("rviflow_themes"))
+    mini = {k: v[:200] for k, v in themes.items()}
+    _gmt(tmp_path / "mini.gmt", mini)
+    cfg["transcriptomics"] = dict(enabled=True, maps=["reho"], collections=["mini"],
+                                  gene_sets={"mini": str(tmp_path / "mini.gmt")}, n_nulls=120, n_boot=100,
+                                  n_top=300)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tmp_path / "config.yaml", tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tx = tmp_path / "derivatives" / "rviflow" / "group" / "transcriptomics"
+    null_maps = pd.read_csv(tx / "reho_null_maps.tsv", sep="\t", index_col="null_index")
+    regions = [c for c in null_maps.columns if c != "pls1_variance_explained"]
+    assert len(null_maps) == 120 and len(regions) == 34 and all(r.startswith("L_") for r in regions)
+    res = pd.read_csv(tx / "reho_enrichment_mini.tsv", sep="\t")
+    assert list(res.columns) == ENRICHMENT_COLUMNS and set(res["term"]) == set(mini)
+    assert (res["n_null"] == 120).all() and (res["direction"] == "both").all()
+    assert res[["p", "p_pos", "p_neg", "ora_pos_p", "ora_neg_p"]].ge(1 / 121).all().all()
+    assert res["gsea_p_gene_perm"].isna().all()  # n_perm 0: gseapy not run
+    nulls = pd.read_csv(tx / "reho_enrichment_mini_nulls.tsv", sep="\t")
+    assert set(nulls["term"]) == set(mini) and len(nulls) == 120 * len(mini)
+    for _, row in res.iterrows():  # the p in the table is the one its saved null gives
+        null = nulls.loc[nulls["term"] == row["term"], "score"].to_numpy()
+        p_pos = (1 + (null >= row["score"] - 1e-9).sum()) / 121  # tables hold 6 significant digits
+        assert row["p_pos"] == pytest.approx(p_pos, rel=1e-5)
+    html = (tmp_path / "derivatives" / "rviflow" / "report" / "rviflow_report.html").read_text()
+    assert "Fulcher" in html and "ensemble null of RVIFLOW_SYNAPTIC" in html
+    assert "null distribution of PLS1 variance explained" in html and "null distribution of r for the top gene" in html

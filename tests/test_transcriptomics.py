@@ -126,7 +126,9 @@ def test_spin_rejects_non_cortical_regions(labels):
 def test_planted_genes_rank_top_with_spatial_p(synthetic_ahba, labels):
     """Synthetic donors -> abagen -> cortex regions -> BrainSMASH nulls -> genes table."""
     truth, planted_map, expr = synthetic_ahba
-    regions = select_regions(labels, expr, planted_map, cortex_only=True)
+    left = select_regions(labels, expr, planted_map)  # default: left hemisphere (6 AHBA donors; right: 2)
+    assert set(labels.set_index("name").loc[left, "hemisphere"]) == {"L"} and len(left) >= 25
+    regions = select_regions(labels, expr, planted_map, cortex_only=True, left_only=False)
     assert all(labels.set_index("name").loc[regions, "structure"] == "cortex") and len(regions) >= 40
     nulls = null_maps(planted_map[regions], "brainsmash", default_atlas()[0], labels, n=500, seed=0)
     genes, pls = gene_association(expr.loc[regions], planted_map[regions], nulls, n_boot=300, seed=0)

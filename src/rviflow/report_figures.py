@@ -318,3 +318,14 @@ def bar_chart(labels: list[str], values: np.ndarray, xlabel: str, title: str) ->
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     return png_uri(fig)
+
+
+def observed_vs_null(null: np.ndarray, observed: float, stat: str, title: str) -> str:
+    """Histogram of a statistic's null distribution with the observed value (any statistic)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    ax.hist(null, bins=40, color="#aaa")
+    ax.axvline(observed, color=GROUP_COLOURS[0], lw=2, label=f"observed {observed:.3g}")
+    ax.set_xlabel(f"{stat} under the null")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return png_uri(fig)

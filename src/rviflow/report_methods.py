@@ -59,6 +59,12 @@ REFERENCES = {
                "2011;12:2825-2830.",
     "ahba": "Hawrylycz MJ, et al. An anatomically comprehensive atlas of the adult human brain transcriptome. "
             "Nature. 2012;489:391-399. doi:10.1038/nature11405",
+    "fulcher": "Fulcher BD, Arnatkeviciute A, Fornito A. Overcoming false-positive gene-category enrichment in "
+               "the analysis of spatially resolved transcriptomic brain atlas data. Nat Commun. 2021;12:2669. "
+               "doi:10.1038/s41467-021-22862-1",
+    "arnatkeviciute": "Arnatkeviciute A, Fulcher BD, Fornito A. A practical guide to linking brain-wide gene "
+                      "expression and neuroimaging data. NeuroImage. 2019;189:353-367. "
+                      "doi:10.1016/j.neuroimage.2019.01.011",
     "gsea": "Subramanian A, et al. Gene set enrichment analysis. Proc Natl Acad Sci USA. "
             "2005;102(43):15545-15550. doi:10.1073/pnas.0506580102",
 }
@@ -171,8 +177,7 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
                      f"scikit-learn {c('sklearn')} models in nested cross-validation ({pr.get('outer_folds')} outer "
                      f"and {pr.get('inner_folds')} inner folds), with harmonisation fitted within training folds.")
     if present.get("transcriptomics"):
-        paras.append(f"Effect-size maps were related to Allen Human Brain Atlas gene expression {c('ahba')} "
-                     f"processed with abagen {c('abagen')}, and gene rankings tested for enrichment {c('gsea')}.")
+        paras.append(transcriptomics_methods(config.get("transcriptomics", {}), c))
     others = ", ".join(f"{k} {val}" for k, val in sorted(versions.items())
                        if k not in ("rviflow", "snakemake", "nipype", "nilearn"))
     if others:
@@ -182,6 +187,32 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
         lock = f" (exact versions installed from rviflow's lock, locks/main.txt sha256 {digest[:12]})" if digest else ""
         paras.append(f"Other software{lock}: {others}.")
     return paras, cites
+
+
+def transcriptomics_methods(tx: dict, c) -> str:
+    """The transcriptomics sentences: regions, the gene / PLS / enrichment tests and their nulls.
+    ``c`` cites a reference key and returns its number."""
+    left = tx.get("left_only", True)
+    regions = ("left-hemisphere " if left else "") + ("cortical " if tx.get("cortex_only", True) else "")
+    why_left = (f" (right-hemisphere samples come from 2 of the 6 donors {c('arnatkeviciute')})" if left else "")
+    n = tx.get("n_nulls", 1000)
+    nulls = (f"{n} spin-test permutations {c('spin')}" if tx.get("null_method") == "spin" else
+             f"{n} BrainSMASH surrogate maps {c('burt')}")
+    direction = tx.get("direction", "both")
+    tails = {"both": "both tails of the ranking (two-sided p = twice the smaller one-sided p)",
+             "positive": "the positive tail (genes rising with the map)",
+             "negative": "the negative tail (genes falling with the map)"}[direction]
+    extra = (f" gseapy's prerank {c('gsea')} with gene-label permutations, which is anti-conservative for AHBA "
+             f"data, is reported only as labelled extra columns." if tx.get("n_perm", 0) else "")
+    return (f"Effect-size maps were related to Allen Human Brain Atlas gene expression {c('ahba')} "
+            f"processed with abagen {c('abagen')} in {regions}regions{why_left}. Each gene's Pearson r with a map "
+            f"and the variance of the map explained by the first PLS component were tested against {nulls} of the "
+            f"map preserving its spatial autocorrelation. Gene-set enrichment used the ensemble (spatially "
+            f"constrained) null of Fulcher et al. {c('fulcher')}: each set's score (mean gene {tx.get('rank_by', 'r')} "
+            f"of its genes minus the median over all genes) under the observed gene ranking was compared with its "
+            f"scores under the gene rankings of the same null maps, in {tails}; over-representation counted a "
+            f"set's genes among the {tx.get('n_top', 500)} highest / lowest genes against the same null rankings; "
+            f"q-values are Benjamini-Hochberg {c('bh')} over the sets of a collection.{extra}")
 
 
 def methods_html(config: dict, present: dict[str, bool], versions: dict[str, str]) -> str:

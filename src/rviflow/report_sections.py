@@ -225,14 +225,38 @@ def _pick(df: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return next((low[n] for n in names if n in low), None)
 
 
+TX_TESTS = (
+    "<p>Tests: a gene's <code>p_spatial</code> and PLS1's <code>p_spatial</code> compare the observed r / "
+    "variance explained with their values for the map's null maps (BrainSMASH or spin; they keep its spatial "
+    "autocorrelation). Enrichment <code>p</code> is the ensemble null (Fulcher et al. 2021): a set's score (mean "
+    "gene score minus the median over all genes) under the observed gene ranking against its scores under the "
+    "gene rankings of the same null maps, in the tail(s) in <code>direction</code>; <code>ora_pos_p</code> / "
+    "<code>ora_neg_p</code> count the set's genes among the top / bottom <code>n_top</code> genes against the "
+    "same null rankings; <code>q</code> is Benjamini-Hochberg over the sets. <code>gsea_p_gene_perm</code>, when "
+    "present, is gseapy's gene-label permutation p: not calibrated for AHBA data, shown for reference only.</p>")
+
+
+def _top_gene_null(root, name: str, gene: str, null_maps: pd.DataFrame) -> np.ndarray | None:
+    """r of ``gene`` with each saved null map (the null its p_spatial came from)."""
+    expr_path = root / "expression.tsv"
+    if not expr_path.exists():
+        return None
+    expr = pd.read_csv(expr_path, sep="\t", index_col="region", usecols=["region", gene])[gene]
+    regions = [c for c in null_maps.columns if c in expr.index]
+    x, maps = expr[regions].to_numpy(float), null_maps[regions].to_numpy(float)
+    x, maps = x - x.mean(), maps - maps.mean(1, keepdims=True)
+    return maps @ x / np.sqrt((maps**2).sum(1) * (x**2).sum()).clip(1e-300)
+
+
 def transcriptomics_section(run) -> str:
     root = run.group / "transcriptomics"
     genes = sorted(root.glob("*_genes.tsv")) if root.is_dir() else []
-    enrich = sorted(root.glob("*_enrichment_*.tsv")) if root.is_dir() else []
+    enrich = sorted(p for p in root.glob("*_enrichment_*.tsv") if not p.name.endswith("_nulls.tsv")) \
+        if root.is_dir() else []
     if not genes and not enrich:
         return missing("No transcriptomics in this run (group/transcriptomics/ has no *_genes.tsv or "
                        "*_enrichment_*.tsv).")
-    html = []
+    html = [TX_TESTS]
     for path in genes:
         df = pd.read_csv(path, sep="\t")
         gene = _pick(df, ("gene", "gene_symbol", "symbol")) or df.columns[0]
@@ -249,9 +273,27 @@ def transcriptomics_section(run) -> str:
         wt = df.reindex(df[w].abs().sort_values(ascending=False).index).head(20)
         html.append(img(fig.bar_chart(list(wt[gene]), wt[w].to_numpy(float), w, f"{name}: top genes by |{w}|"),
                         f"{name}: top gene weights"))
-        pls = root / f"{name}_pls.tsv"
-        if pls.exists():
-            html.append("<p>PLS components (variance explained, spatial-null p)</p>" + table(pd.read_csv(pls, sep="\t")))
+        pls_path, nulls_path = root / f"{name}_pls.tsv", root / f"{name}_null_maps.tsv"
+        pls = pd.read_csv(pls_path, sep="\t") if pls_path.exists() else None
+        if pls is not None:
+            html.append("<p>PLS components (variance explained, spatial-null p)</p>" + table(pls))
+        if not nulls_path.exists():
+            html.append(missing(f"Null distributions of {name} not shown: {nulls_path.name} is not in this run."))
+            continue
+        null_maps = pd.read_csv(nulls_path, sep="\t", index_col="null_index")
+        if pls is not None and "pls1_variance_explained" in null_maps:
+            html.append(img(fig.observed_vs_null(null_maps["pls1_variance_explained"].to_numpy(float),
+                                                 float(pls["variance_explained"].iloc[0]), "PLS1 variance explained",
+                                                 f"{name}: PLS1, p = {pls['p_spatial'].iloc[0]:.3g}"),
+                            f"{name}: null distribution of PLS1 variance explained"))
+        if r and len(top):
+            g = str(top[gene].iloc[0])
+            null_r = _top_gene_null(root, name, g, null_maps.drop(columns=["pls1_variance_explained"],
+                                                                  errors="ignore"))
+            if null_r is not None:
+                html.append(img(fig.observed_vs_null(null_r, float(top[r].iloc[0]), f"r({g}, null map)",
+                                                     f"{name}: {g}, p_spatial = {top['p_spatial'].iloc[0]:.3g}"),
+                                f"{name}: null distribution of r for the top gene"))
     for path in enrich:
         df = pd.read_csv(path, sep="\t")
         term = _pick(df, ("term", "name", "gene_set", "description")) or df.columns[0]
@@ -261,13 +303,23 @@ def transcriptomics_section(run) -> str:
         if q is None or df.empty:
             html.append(missing(f"{path.name}: no FDR column or no rows.") + table(df, 20))
             continue
-        top = df.sort_values(q).head(15)
+        top = df.sort_values(q, kind="mergesort").head(15)
         score = -np.log10(np.clip(pd.to_numeric(top[q], errors="coerce").to_numpy(float), 1e-300, 1))
-        nes = _pick(df, ("nes",))
-        if nes:
-            score = score * np.sign(pd.to_numeric(top[nes], errors="coerce").fillna(1).to_numpy(float))
-        html.append(img(fig.bar_chart(list(top[term]), score, "-log10 q(FDR)" + (", signed by NES" if nes else ""),
+        sign = _pick(df, ("z", "nes"))
+        if sign:
+            score = score * np.sign(pd.to_numeric(top[sign], errors="coerce").fillna(1).to_numpy(float))
+        html.append(img(fig.bar_chart(list(top[term]), score, "-log10 q(FDR)" + (f", signed by {sign}" if sign else ""),
                                       name), f"{name}: enrichment") + table(top, 15))
+        nulls_path = root / f"{name}_nulls.tsv"
+        if nulls_path.exists() and "score" in df:
+            nulls = pd.read_csv(nulls_path, sep="\t")
+            for t in list(top[term])[:3]:
+                null = nulls.loc[nulls["term"] == t, "score"].to_numpy(float)
+                row = df[df[term] == t].iloc[0]
+                if len(null):
+                    html.append(img(fig.observed_vs_null(null, float(row["score"]), "set score",
+                                                         f"{t[:60]}\np = {row['p']:.3g}, q = {row[q]:.3g}"),
+                                    f"{name}: ensemble null of {t}"))
     return "".join(html)
 
 

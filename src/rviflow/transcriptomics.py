@@ -19,11 +19,13 @@ PLS_COLUMNS = ["component", "variance_explained", "cumulative", "p_spatial", "n_
 
 
 def select_regions(labels: pd.DataFrame, expr: pd.DataFrame, brain_map: pd.Series, cortex_only: bool = True,
-                   left_only: bool = False) -> list[str]:
+                   left_only: bool = True) -> list[str]:
     """Atlas regions analysed: with expression for every gene and a finite map value (atlas order).
 
     ``cortex_only`` keeps structure == cortex (AHBA sampling of subcortex differs); ``left_only``
-    keeps hemisphere L (four of the six AHBA donors have left-hemisphere samples only).
+    (default) keeps hemisphere L: right-hemisphere AHBA samples come from 2 of the 6 donors only
+    (Arnatkeviciute et al. 2019, NeuroImage 189:353), so right-hemisphere expression rests on two
+    brains.
     """
     keep = labels
     if cortex_only:
@@ -194,11 +196,21 @@ def read_map(name: str, path: str) -> pd.Series:
     return pd.Series(rows["d"].to_numpy(float), index=rows["region"].astype(str), name=name)
 
 
+def null_maps_table(nulls: np.ndarray, regions: list[str], expr: pd.DataFrame) -> pd.DataFrame:
+    """The null maps used (null_index, pls1_variance_explained, one column per region), saved so
+    the enrichment's ensemble null uses the same maps and the report can show the PLS1 null."""
+    table = pd.DataFrame(nulls, columns=regions)
+    table.insert(0, "pls1_variance_explained", pls1_variance_explained(expr.loc[regions].to_numpy(float), nulls))
+    table.insert(0, "null_index", np.arange(len(nulls)))
+    return table
+
+
 def run_gene_association(map_name: str, map_path: str, expression_tsv: str, atlas_image: str, atlas_labels: str,
-                         out_genes: str, out_pls: str, cortex_only: bool = True, left_only: bool = False,
+                         out_genes: str, out_pls: str, cortex_only: bool = True, left_only: bool = True,
                          null_method: str = "brainsmash", n_nulls: int = 1000, n_components: int = 3,
-                         n_boot: int = 1000, seed: int = 0) -> None:
-    """Read inputs, compute :func:`gene_association` against generated null maps, write both tables."""
+                         n_boot: int = 1000, seed: int = 0, out_null_maps: str | None = None) -> None:
+    """Read inputs, compute :func:`gene_association` against generated null maps, write the tables
+    (and the null maps, :func:`null_maps_table`, to ``out_null_maps``)."""
     from .expression import read_expression
     from .nulls import null_maps
     from .parcellate import read_labels
@@ -213,3 +225,6 @@ def run_gene_association(map_name: str, map_path: str, expression_tsv: str, atla
     pls["null_method"] = null_method
     write_tsv_atomic(genes, out_genes)
     write_tsv_atomic(pls, out_pls)
+    if out_null_maps:
+        # full precision: the enrichment recomputes the null gene rankings from these maps
+        write_tsv_atomic(null_maps_table(nulls, regions, expr), out_null_maps, float_format="%.17g")

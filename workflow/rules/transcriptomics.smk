@@ -79,6 +79,7 @@ if TX["enabled"]:
         output:
             genes=os.path.join(TX_DIR, "{map}_genes.tsv"),
             pls=os.path.join(TX_DIR, "{map}_pls.tsv"),
+            null_maps=os.path.join(TX_DIR, "{map}_null_maps.tsv"),
         wildcard_constraints:
             map="[a-z_]+",
         params:
@@ -102,14 +103,18 @@ if TX["enabled"]:
     rule gene_set_enrichment:
         input:
             genes=os.path.join(TX_DIR, "{map}_genes.tsv"),
+            expression=TX_EXPRESSION,
+            null_maps=os.path.join(TX_DIR, "{map}_null_maps.tsv"),  # ensemble null: the same null maps
             gmt=lambda w: TX_GMT[w.collection],
         output:
-            os.path.join(TX_DIR, "{map}_enrichment_{collection}.tsv"),
+            table=os.path.join(TX_DIR, "{map}_enrichment_{collection}.tsv"),
+            nulls=os.path.join(TX_DIR, "{map}_enrichment_{collection}_nulls.tsv"),
         wildcard_constraints:
             map="[a-z_]+",
             collection="[A-Za-z0-9_.-]+",
         params:
             rank_by=TX["rank_by"],
+            direction=TX["direction"],
             n_perm=TX["n_perm"],
             seed=TX["seed"],
             min_size=TX["min_size"],
