@@ -389,8 +389,9 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
         taus.append(bolus[sel][0])
     y = np.stack(means, axis=1) / m0_in[:, None]  # (V, P)
     y_att = y
-    if options.att_fwhm:  # ATT from the in-plane smoothed signal (kinetic.fit_multi_pld); 2-D: never across slices
-        vox = np.asarray(voxel_mm, dtype=float).copy()
+    if options.att_fwhm:  # ATT from the smoothed signal (kinetic.fit_multi_pld); 2-D: never across slices
+        # at least 2 voxels FWHM per axis, so that large voxels pool their neighbours too
+        vox = np.minimum(np.asarray(voxel_mm, dtype=float), options.att_fwhm / 2)
         if params.slice_timing is not None:
             vox[params.slice_axis] = np.inf
         vol = np.zeros(mask.shape + (len(levels),))

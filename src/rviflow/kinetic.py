@@ -176,9 +176,11 @@ def fit_multi_pld(dm_over_m0: np.ndarray, plds: np.ndarray, labeling_type: str, 
         att_s, ident_s = _search_att(np.asarray(att_data, dtype=float), unit, grid, iterations)
         f_s, ssr_s = _fit_at(y, unit(att_s))
         sigma2 = float(np.median(ssr[identified])) / chi2.median(n_p - 2) if identified.any() else np.inf
-        local = identified & (~ident_s | (f_s <= 0) | (ssr_s - ssr > chi2.ppf(0.95, 1) * sigma2))
-        n_local = int((local & ident_s).sum())
-        att, f, identified = np.where(local, att, att_s), np.where(local, f, f_s), np.where(local, identified, ident_s)
+        g_v, g_s = unit(att), unit(att_s)
+        well_conditioned = (g_v * g_v).sum(-1) >= (g_s * g_s).sum(-1) / 4  # CBF SE at most 2x the smoothed one's
+        local = identified & ident_s & well_conditioned & (ssr_s - ssr > chi2.ppf(0.999, 1) * sigma2)
+        n_local = int(local.sum())
+        att, f, identified = np.where(local, att, att_s), np.where(local, f, f_s), ident_s
     fallback = ~identified | ((att >= hi - grid_step) & (len(grid) > 1))
     if fallback.any():
         f = np.where(fallback, _late_pld_cbf(y, plds, labeling_type, bolus, alpha, t1b, lam), f)
