@@ -275,7 +275,8 @@ def score_reject(vols: np.ndarray, tissues: list[np.ndarray], threshold: float =
     return keep
 
 
-def check_label_order(wp_cbf: np.ndarray, plds: np.ndarray, tissue: np.ndarray, context) -> dict:
+def check_label_order(wp_cbf: np.ndarray, plds: np.ndarray, tissue: np.ndarray, context,
+                      tissue_name: str = "grey matter") -> dict:
     """Refuse ΔM of the wrong sign: label and control swapped (or deltam stored as label − control).
 
     ``wp_cbf`` (N, V) white-paper CBF of each difference volume (ml/100 g/min), ``plds`` (N,),
@@ -292,8 +293,9 @@ def check_label_order(wp_cbf: np.ndarray, plds: np.ndarray, tissue: np.ndarray, 
     if med < 0 and neg > 0.5:
         hint = ("label and control look swapped: check the order of volume_type" if {"control", "label"} <= set(context)
                 else "deltam / cbf volumes must be control - label: check their sign")
-        raise LabelOrderError(f"median CBF in the {'grey matter' if tissue.any() else 'brain'} is {med:.1f} "
-                              f"ml/100 g/min (negative) and ΔM is negative at {neg:.0%} of the delays: {hint}")
+        raise LabelOrderError(f"ΔM is negative at {neg:.0%} of the delays and the median CBF in the "
+                              f"{tissue_name} is {med:.1f} ml/100 g/min (negative): "
+                              f"{hint}")
     return dict(median_tissue_cbf_check=round(med, 3), fraction_delays_negative=round(neg, 3))
 
 
@@ -341,7 +343,8 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
         keep = score_reject(vols[covered].T, tissues, options.outlier_threshold) if options.outlier_rejection \
             else np.ones(vols.shape[3], bool)
         qc.update(volumes_used=int(keep.sum()), volumes_dropped=int((~keep).sum()))
-        qc.update(check_label_order(vols[covered][:, keep].T, np.zeros(int(keep.sum())), tissues[0], ctx))
+        qc.update(check_label_order(vols[covered][:, keep].T, np.zeros(int(keep.sum())), tissues[0], ctx,
+                                    "grey matter" if len(tissues) > 1 else "brain"))
         constants.update(Method="mean of the cbf volumes in the series")
         return CbfResult(np.where(covered, vols[..., keep].mean(axis=3), 0.0), None, constants, qc, covered)
     m0, m0_info = m0_image(data, params, covered, voxel_mm, m0_data, m0_tr, options)
@@ -365,7 +368,7 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
     # white-paper CBF of every difference volume: the sign check, and the single-PLD estimate
     wp = np.stack([cbf_single_pld(v[valid], m0_in, w + offsets, params.labeling_type, alpha, t1b, b)
                    for v, w, b in zip(dm, plds, bolus)]) if len(dm) else np.zeros((0, int(valid.sum())))
-    qc.update(check_label_order(wp, plds, tissues[0], ctx))
+    qc.update(check_label_order(wp, plds, tissues[0], ctx, "grey matter" if len(tissues) > 1 else "brain"))
     if not params.multi_pld:
         keep = score_reject(wp, tissues, options.outlier_threshold) if options.outlier_rejection \
             else np.ones(len(wp), bool)
