@@ -82,7 +82,8 @@ def write_series(name: str, root: Path, noise_pairs_snr: float | None = None, se
     att = np.where(gm, ATT_GM, ATT_WM)
     lt = meta["ArterialSpinLabelingType"]
     plds, tr = per_vol("PostLabelingDelay"), per_vol("RepetitionTimePreparation")
-    bolus = per_vol("LabelingDuration") if lt != "PASL" else np.full(n, float(np.atleast_1d(meta["BolusCutOffDelayTime"])[0]))
+    ti1 = float(np.atleast_1d(meta.get("BolusCutOffDelayTime", 0.0))[0])
+    bolus = per_vol("LabelingDuration") if lt != "PASL" else np.full(n, ti1)
     offset = np.zeros(shape) if st is None else np.broadcast_to(st, shape)
     static = (0.1 if meta["BackgroundSuppression"] else 0.6) * M0
     vols, dms = [], []
@@ -158,11 +159,13 @@ def test_noisy_example_bounded_and_unbiased_in_grey_matter(tmp_path, name):
         if s["multi"]:  # the voxelwise joint CBF/ATT fit (att_fwhm 0), for the bias comparison
             res0, _, _ = quantify_file(s["asl"], mask=s["mask"], options=CbfOptions(att_fwhm=0))
             joint = float(res0.cbf[s["wm"]].mean())
-        rows.append(dict(gm_median=gm_med, wm_mean=float(cbf[s["wm"]].mean()), wm_median=float(np.median(cbf[s["wm"]])),
+        rows.append(dict(gm_median=gm_med, wm_mean=float(cbf[s["wm"]].mean()),
+                         wm_median=float(np.median(cbf[s["wm"]])),
                          unidentified=res.qc.get("fit_att_unidentified", 0), max=float(cbf[s["brain"]].max()),
                          wm_joint=joint))
     df = pd.DataFrame(rows)
-    WM_BIAS[name] = dict(series=name, multi_pld=bool(s["multi"]), gm_median_bias=float(df.gm_median.mean() / CBF_GM - 1),
+    WM_BIAS[name] = dict(series=name, multi_pld=bool(s["multi"]),
+                         gm_median_bias=float(df.gm_median.mean() / CBF_GM - 1),
                          wm_mean_bias=float(df.wm_mean.mean() / CBF_WM - 1),
                          wm_median_bias=float(df.wm_median.mean() / CBF_WM - 1),
                          wm_mean_bias_joint_fit=float(df.wm_joint.mean() / CBF_WM - 1) if s["multi"] else "n/a",

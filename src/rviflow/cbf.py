@@ -349,6 +349,8 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
         return CbfResult(np.where(covered, vols[..., keep].mean(axis=3), 0.0), None, constants, qc, covered)
     m0, m0_info = m0_image(data, params, covered, voxel_mm, m0_data, m0_tr, options)
     constants.update(m0_info)
+    if "M0TRCorrection" in m0_info:
+        qc["m0_tr_unknown"] = True  # the short-TR correction could not be applied (constants say why)
     valid = covered & (m0 > 0)
     if valid.sum() < covered.sum():
         qc["voxels_m0_nonpositive"] = int(covered.sum() - valid.sum())
@@ -402,7 +404,7 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
         y_att = smooth_in_mask(vol, valid, options.att_fwhm, vox)[valid]
     f, att = np.zeros(len(y)), np.zeros(len(y))
     status = np.zeros(len(y), dtype=int)
-    fit = dict(n_fallback=0, n_clipped_negative=0, n_clipped_high=0)
+    fit = dict(n_fallback=0, n_local_att=0, n_clipped_negative=0, n_clipped_high=0)
     for off in np.unique(offsets):  # voxels sharing a slice time share their PLDs
         sel = offsets == off
         f[sel], att[sel], info = fit_multi_pld(y[sel], levels + off, params.labeling_type, np.asarray(taus), alpha,
@@ -424,7 +426,7 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
                      **({"BolusCutOffDelayTime_TI1": float(taus[0])} if params.labeling_type == "PASL"
                         else {"LabelingDuration": [float(t) for t in taus]}))
     qc.update(volumes_used=int(len(dm) - dropped), volumes_dropped=dropped,
-              fit_voxels=int(len(y)), fit_att_unidentified=fit["n_fallback"],
+              fit_voxels=int(len(y)), fit_att_unidentified=fit["n_fallback"], fit_att_voxelwise=fit["n_local_att"],
               fit_cbf_clipped_negative=fit["n_clipped_negative"], fit_cbf_clipped_high=fit["n_clipped_high"])
     return CbfResult(cbf, att_map, constants, qc, valid)
 

@@ -214,8 +214,8 @@ def cmd_cbf(a) -> int:
         print(f"rviflow cbf: {exc}", file=sys.stderr)
         return 2
     if res.constants.get("M0TRCorrection", "").startswith("skipped"):
-        print(f"rviflow cbf: {a.m0 or 'the separate M0 scan'}: no RepetitionTimePreparation (no JSON beside it, no --m0-tr): the short-TR "
-              "M0 correction is skipped (recorded in the JSON)", file=sys.stderr)
+        print(f"rviflow cbf: {a.m0 or 'the separate M0 scan'}: no RepetitionTimePreparation (no JSON beside it, "
+              "no --m0-tr): the short-TR M0 correction is skipped (recorded in the JSON)", file=sys.stderr)
     nib.save(nib.Nifti1Image(res.cbf.astype(np.float32), affine), a.out)
     stem = str(a.out).removesuffix(".gz").removesuffix(".nii")
     if res.att is not None:
