@@ -361,6 +361,10 @@ def quantify(data: np.ndarray, params: AslParams, mask: np.ndarray, voxel_mm, m0
         tissues = [np.ones(int(valid.sum()), dtype=bool)]
     dm, plds, bolus = difference_volumes(data, params)
     qc["n_difference_volumes"] = int(len(dm))
+    if not valid.any():  # nothing covered with a positive M0: an empty map, and the QC says so
+        qc.update(volumes_used=0, volumes_dropped=0, voxels_with_data=0)
+        return CbfResult(np.zeros(mask.shape), np.zeros(mask.shape) if params.multi_pld else None, constants, qc,
+                         valid)
     unpaired = int(abs((ctx == "control").sum() - (ctx == "label").sum()))
     if unpaired:
         qc["unpaired_volumes"] = unpaired  # a control or label without its partner is not used
