@@ -6,7 +6,10 @@ mask), so CBF and ReHo are parcellated on the same grid. ASL already in template
 natively and brought over by :mod:`rviflow.register`. Ready maps (ASLPrep ``*_cbf.nii.gz`` in
 absolute units, or SPECT regional CBF in relative units) are resampled to the grid. Every map is
 also written normalised (÷ its mean in a reference mask: whole brain, grey matter or a
-cerebellum mask) for relative-unit cohort statistics.
+cerebellum mask) for relative-unit cohort statistics. Only the voxels the ASL (or the map)
+really covers count: the coverage (field of view, M0 > 0) is carried onto the analysis grid with
+the maps (normalised interpolation) and is the mask written beside them, so QC, the normalisation
+reference and the parcels never average the zero fill outside a limited slab.
 """
 
 from __future__ import annotations
