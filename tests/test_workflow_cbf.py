@@ -25,7 +25,7 @@ def test_cbf_maps_sidecars_and_qc(pipeline_run):
     proc, out, cohort = pipeline_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     pids = pd.read_csv(cohort["participants"], sep="\t")["participant_id"]
-    ratios = []
+    ratios, n_multi_ti = [], 0
     for pid in pids:
         stem = out / pid / "perf" / f"{pid}_space-{SPACE}"
         side = json.loads((stem.parent / f"{stem.name}_desc-mean_cbf.json").read_text())
@@ -40,6 +40,13 @@ def test_cbf_maps_sidecars_and_qc(pipeline_run):
         ratios.append(np.median(cbf[gm] / truth[gm]))
         multi = (cohort["truth"] / f"{pid}_desc-truth_att.nii.gz").exists()
         assert (stem.parent / f"{stem.name}_desc-kinetic_att.nii.gz").exists() == multi
+        if multi and c["ArterialSpinLabelingType"] == "PASL":  # synth_asl's asl003-like FAIR Q2TIPS multi-TI
+            n_multi_ti += 1
+            assert side["QC"]["fit_voxels"] > 0 and "fit_att_unidentified" in side["QC"]
+            assert 0 <= cbf.min() and cbf.max() <= 3 * truth.max()
+        parcels_json = json.loads((stem.parent / f"{stem.name}_desc-cbf_parcels.json").read_text())
+        assert parcels_json["QC"]["min_coverage"] == 0.5 and len(parcels_json["QC"]["covered_fraction"]) == 83
+    assert n_multi_ti >= 1
     assert np.abs(np.array(ratios) - 1).max() < 0.05  # noisy synthetic ASL, white-paper model
     parcels = pd.read_csv(out / "group" / "parcels_cbf.tsv", sep="\t")
     assert len(parcels) == len(pids) and parcels.shape[1] == 2 + 83

@@ -220,8 +220,10 @@ def load_asl(asl: str | Path, subject: str | None = None, need_m0scan: bool = Tr
 
 
 def m0_tr(m0_path: str | Path, subject: str | None = None) -> float | None:
-    """RepetitionTimePreparation of a separate M0 scan (from its sidecar), if given."""
-    side = companion(str(m0_path).replace("_m0scan", "_asl"), "m0scan", ".json")
+    """RepetitionTimePreparation (else RepetitionTime) of a separate M0 scan from the JSON beside it
+    (``*_m0scan.nii.gz`` -> ``*_m0scan.json``; any ``x.nii[.gz]`` -> ``x.json``), None without one."""
+    p = Path(m0_path)
+    side = p.with_name(p.name.split(".")[0] + ".json")
     if not side.exists():
         return None
     meta = read_json(side)

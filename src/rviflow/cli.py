@@ -205,18 +205,23 @@ def cmd_cbf(a) -> int:
     from .errors import InputError
     from .perfusion import quantify_file
 
+    opts = CbfOptions(m0_fwhm=a.m0_fwhm, t1_blood=a.t1_blood, labeling_efficiency=a.labeling_efficiency,
+                      m0_tr_limit=a.m0_tr_limit, bs_with_labeling_efficiency=a.bs_with_labeling_efficiency)
     try:
-        res, affine, brain = quantify_file(a.asl, a.m0, a.mask, CbfOptions(m0_fwhm=a.m0_fwhm))
+        res, affine, brain = quantify_file(a.asl, a.m0, a.mask, opts, a.m0_tr)
     except InputError as exc:
         print(f"rviflow cbf: {exc}", file=sys.stderr)
         return 2
+    if res.constants.get("M0TRCorrection", "").startswith("skipped"):
+        print(f"rviflow cbf: {a.m0 or 'the separate M0 scan'}: no RepetitionTimePreparation (no JSON beside it, "
+              "no --m0-tr): the short-TR M0 correction is skipped (recorded in the JSON)", file=sys.stderr)
     nib.save(nib.Nifti1Image(res.cbf.astype(np.float32), affine), a.out)
     stem = str(a.out).removesuffix(".gz").removesuffix(".nii")
     if res.att is not None:
         nib.save(nib.Nifti1Image(res.att.astype(np.float32), affine), f"{stem}_att.nii.gz")
     write_json(f"{stem}.json", dict(Sources=[a.asl], Units="ml/100g/min", Constants=res.constants, QC=res.qc))
-    print(f"rviflow cbf: {int(brain.sum())} voxels, mean CBF {res.cbf[brain].mean():.2f} ml/100 g/min, "
-          f"{res.qc.get('volumes_dropped', 0)} volume(s) dropped -> {a.out}")
+    print(f"rviflow cbf: {int(brain.sum())} voxels, mean CBF in the brain {res.qc['mean_brain_cbf']:.2f} "
+          f"ml/100 g/min, {res.qc.get('volumes_dropped', 0)} volume(s) dropped -> {a.out}")
     return 0
 
 
@@ -276,6 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--m0", help="separate M0 image (default: the sidecar's M0Type)")
     c.add_argument("--mask", help="brain mask on the ASL grid (default: EPI mask of M0 / mean control)")
     c.add_argument("--m0-fwhm", type=float, default=5.0, help="M0 smoothing FWHM in mm (0 = off)")
+    c.add_argument("--m0-tr", type=float, help="repetition time (s) of the --m0 image (default: its JSON sidecar)")
+    c.add_argument("--m0-tr-limit", type=float, default=5.0,
+                   help="M0 with a shorter TR (s) is divided by 1 - exp(-TR/T1 tissue) (0 = never)")
+    c.add_argument("--t1-blood", type=float, help="T1 of arterial blood in s (default: 1.65 at 3 T, 1.35 at 1.5 T)")
+    c.add_argument("--labeling-efficiency", type=float,
+                   help="labelling efficiency alpha (default: the sidecar's, else the white-paper value)")
+    c.add_argument("--bs-with-labeling-efficiency", action="store_true",
+                   help="apply the 0.95-per-background-suppression-pulse factor to a given efficiency too")
 
     f = sub.add_parser("score", help="RVI / AVI of new subjects against a frozen reference "
                        "(group/models/reference_<measure>.pkl), without refitting")

@@ -145,6 +145,8 @@ class _ParcellateInputSpec(BaseInterfaceInputSpec):
     participant_id = traits.Str(mandatory=True)
     session = traits.Str("", usedefault=True)
     out_file = traits.Str(mandatory=True, desc="output TSV: one row, a column per region")
+    brain_mask = File(exists=True, desc="brain mask: with it, regions covered < min_coverage are n/a")
+    min_coverage = traits.Float(0.5, usedefault=True, desc="fewest covered fraction of a region (with brain_mask)")
 
 
 class _ParcellateOutputSpec(TraitedSpec):
@@ -165,7 +167,16 @@ class ParcellateMap(SimpleInterface):
 
         i = self.inputs
         valid = i.valid_mask if i.valid_mask else None
-        means, counts = parcellate_image(i.in_file, i.atlas_image, i.atlas_labels, valid)
+        coverage = {}
+        if i.brain_mask and valid:  # limited field of view (CBF): covered fraction per region
+            from .parcellate import parcellate_covered
+
+            means, counts, covered = parcellate_covered(i.in_file, i.atlas_image, i.atlas_labels, valid,
+                                                        i.brain_mask, i.min_coverage)
+            coverage = dict(min_coverage=i.min_coverage, covered_fraction=covered.round(4).to_dict(),
+                            regions_below_coverage=[str(r) for r in covered.index[covered < i.min_coverage]])
+        else:
+            means, counts = parcellate_image(i.in_file, i.atlas_image, i.atlas_labels, valid)
         row = pd.DataFrame([means.to_numpy()], columns=means.index)
         row.insert(0, "session", i.session)
         row.insert(0, "participant_id", i.participant_id)
@@ -174,7 +185,7 @@ class ParcellateMap(SimpleInterface):
         side = _sidecar(i.out_file)
         write_json(side, dict(status="ok", Sources=[i.in_file], Measure=i.measure, Atlas=i.atlas_image,
                               QC=dict(n_regions=int(len(means)), empty_regions=empty,
-                                      voxels_per_region=counts.astype(int).to_dict()),
+                                      voxels_per_region=counts.astype(int).to_dict(), **coverage),
                               SoftwareVersions=software_versions()))
         self._results.update(out_file=i.out_file, out_json=side)
         return runtime
@@ -232,7 +243,7 @@ class QuantifyCBF(SimpleInterface):
         outputs = [(i.out_cbf, res["cbf"]), (i.out_rel, res["rel"])]
         if res["att"] is not None and i.out_att:
             outputs.append((i.out_att, res["att"]))
-        _save_maps(outputs, i.out_mask, res["brain"], ref.affine, hdr)
+        _save_maps(outputs, i.out_mask, res["valid"], ref.affine, hdr)
         side = _sidecar(i.out_cbf)
         write_json(side, dict(status="ok", Sources=[i.in_file], Measure="CBF", Units=res["constants"].get(
             "Units", "ml/100g/min"), Constants=res["constants"], QC=res["qc"],

@@ -115,3 +115,37 @@ def parcellate_image(
         raise InputError(f"{n_empty} of {len(counts)} atlas regions have no voxel with data: the map does not "
                          "overlap the atlas (is it in the atlas space?)", path=str(map_path))
     return means, counts
+
+
+def parcellate_covered(
+    map_path: str | Path, atlas_image: str | Path, atlas_labels: str | Path, valid_path: str | Path,
+    brain_path: str | Path, min_coverage: float = 0.5
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Regional means over the voxels with data, for maps with a limited field of view (CBF).
+
+    ``valid_path`` marks the voxels with data (e.g. the ASL coverage after registration),
+    ``brain_path`` the brain. A region's covered fraction is its valid voxels ÷ its brain voxels;
+    a region covered less than ``min_coverage`` is NaN ('n/a'), never the mean of a sliver or a 0.
+
+    Returns
+    -------
+    means, n_voxels (valid voxels), covered_fraction : Series indexed by region name
+    """
+    img = nib.load(str(map_path))
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    if data.ndim != 3:
+        raise InputError(f"parcellation needs a 3-D map, got {data.ndim} dimensions", path=str(map_path))
+    try:
+        grid = resample_labels(nib.load(str(atlas_image)), img)
+    except InputError as exc:
+        raise InputError(exc.reason, path=str(map_path)) from None
+    table = read_labels(atlas_labels)
+    brain = np.asarray(nib.load(str(brain_path)).dataobj) > 0
+    valid = (np.asarray(nib.load(str(valid_path)).dataobj) > 0) & brain
+    means, counts = parcel_means(data, grid, table, valid)
+    _, in_brain = parcel_means(np.zeros_like(data), grid, table, brain)
+    if int((in_brain.to_numpy() == 0).sum()) > len(in_brain) / 2:
+        raise InputError(f"{int((in_brain.to_numpy() == 0).sum())} of {len(in_brain)} atlas regions have no brain "
+                         "voxel: the map does not overlap the atlas (is it in the atlas space?)", path=str(map_path))
+    covered = (counts / in_brain.where(in_brain > 0)).fillna(0.0)
+    return means.where(covered >= min_coverage), counts, covered

@@ -40,6 +40,11 @@ REFERENCES = {
                 "doi:10.1016/j.neuroimage.2019.116450",
     "alsop": "Alsop DC, et al. Recommended implementation of arterial spin-labeled perfusion MRI for clinical "
              "applications. Magn Reson Med. 2015;73(1):102-116. doi:10.1002/mrm.25197",
+    "buxton": "Buxton RB, et al. A general kinetic model for quantitative perfusion imaging with arterial spin "
+              "labeling. Magn Reson Med. 1998;40(3):383-396. doi:10.1002/mrm.1910400308",
+    "aslprep": "Adebimpe A, et al. ASLPrep: a platform for processing of arterial spin labeled MRI and "
+               "quantification of regional brain perfusion. Nat Methods. 2022;19:683-686. "
+               "doi:10.1038/s41592-022-01458-7",
     "fischl": "Fischl B. FreeSurfer. NeuroImage. 2012;62(2):774-781. doi:10.1016/j.neuroimage.2012.01.021",
     "burt": "Burt JB, et al. Generative modeling of brain maps with spatial autocorrelation. NeuroImage. "
             "2020;220:117038. doi:10.1016/j.neuroimage.2020.117038",
@@ -128,7 +133,18 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
         paras.append(f"Cerebral blood flow (CBF, ml/100 g/min) was quantified from arterial spin labelling "
                      f"following the ASL white paper {c('alsop')} (source: {cbf.get('source', 'asl')}; analysed: "
                      f"{', '.join(cbf.get('analyse', ['absolute']))}; reference for relative CBF: "
-                     f"{cbf.get('reference', 'whole_brain')}).")
+                     f"{cbf.get('reference', 'whole_brain')}). The labelling efficiency was the sidecar's "
+                     f"LabelingEfficiency when given"
+                     f"{' times' if cbf.get('bs_with_labeling_efficiency') else ' (without'} "
+                     f"{cbf.get('bs_pulse_efficiency', 0.95)} per background-suppression pulse"
+                     f"{'' if cbf.get('bs_with_labeling_efficiency') else ', as in ASLPrep ' + c('aslprep') + ')'}, "
+                     f"else the white-paper value times that factor per pulse; an M0 acquired with TR below "
+                     f"{cbf.get('m0_tr_limit', 5.0)} s was corrected for incomplete recovery. Multi-delay series "
+                     f"were fitted with the general kinetic model {c('buxton')}: arterial transit time within the "
+                     f"range the sampled delays identify, estimated from the spatially smoothed signal "
+                     f"(FWHM {cbf.get('att_fwhm', 6.0)} mm), CBF by least squares at that transit time, bounded to "
+                     f"[0, {cbf.get('cbf_max', 250.0)}] ml/100 g/min. Voxels outside the ASL coverage were "
+                     f"excluded, and regions covered below {cbf.get('min_coverage', 0.5):.0%} were left missing.")
     if present.get("thickness"):
         src = cohort.get("thickness", {}).get("source", "auto")
         paras.append(f"Cortical thickness came from FreeSurfer {c('fischl')} "

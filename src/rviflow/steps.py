@@ -189,14 +189,20 @@ def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], wor
 
 def parcellate_step(in_map: str, in_json: str, valid_mask: str, atlas_image: str, atlas_labels: str, measure: str,
                     out_tsv: str, out_json: str, work_dir: str, participant_id: str, session: str,
-                    on_error: str = "exclude", log: str | None = None) -> bool:
-    """Per-scan parcellation through the :class:`~rviflow.interfaces.ParcellateMap` node."""
+                    on_error: str = "exclude", log: str | None = None, brain_mask: str | None = None,
+                    min_coverage: float = 0.5) -> bool:
+    """Per-scan parcellation through the :class:`~rviflow.interfaces.ParcellateMap` node.
+
+    ``brain_mask`` (CBF): regions whose share of brain voxels in ``valid_mask`` is below
+    ``min_coverage`` are n/a, and the covered fractions go into the JSON.
+    """
     from .interfaces import ParcellateMap
 
     def go():
+        extra = dict(brain_mask=brain_mask, min_coverage=float(min_coverage)) if brain_mask else {}
         run_node(ParcellateMap(), f"parcellate_{measure}", work_dir, in_file=in_map, valid_mask=valid_mask,
                  atlas_image=atlas_image, atlas_labels=atlas_labels, measure=measure,
-                 participant_id=participant_id, session=session or "", out_file=out_tsv)
+                 participant_id=participant_id, session=session or "", out_file=out_tsv, **extra)
 
     ok = run_subject_step("parcellate", participant_id, go, [out_tsv, out_json], out_json, [in_json], on_error, log)
     _log(log, f"parcellate {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")

@@ -11,7 +11,10 @@ brain mask has 22 ml/100 g/min. ASL volumes come from :func:`rviflow.kinetic.kin
 BOLD's 4 mm grid, ``space-<template>`` in the file name). Most subjects have single-PLD PCASL with
 background suppression and an included or separate M0 (the separate one with a short TR, so it
 needs the TR correction); every 8th subject (offset 3) has PASL QUIPSS II with 2-D slice timing,
-every 8th (offset 5) multi-PLD PCASL. Subjects with index divisible by 6 have one corrupted
+every 8th (offset 5) multi-PLD PCASL, every 8th (offset 7) multi-TI PASL FAIR with Q2TIPS as
+the official BIDS example asl003 (10 TIs 0.3-3.0 s × 1 pair, TI1 0.7 s, 2 background-suppression
+pulses, a separate M0 with TR 6 s: at this noise a grey-matter SNR of about 1-2 per pair, the
+case whose unbounded fit used to run away). Subjects with index divisible by 6 have one corrupted
 label volume (the outlier rejection should drop it).
 """
 
@@ -42,6 +45,9 @@ def _protocol(i: int) -> dict:
         return dict(kind="pasl", plds=[1.8] * 4, bolus=0.8, m0="Included", bs=0)
     if i % 8 == 5:
         return dict(kind="multipld", plds=[0.5, 1.0, 1.5, 2.0, 2.5], bolus=1.8, m0="Separate", bs=0)
+    if i % 8 == 7:
+        return dict(kind="multiti", plds=[round(0.3 * k, 1) for k in range(1, 11)], bolus=0.7, m0="Separate", bs=2,
+                    m0_tr=6.0)
     return dict(kind="pcasl", plds=[1.8] * 4, bolus=1.8, m0="Included" if i % 2 == 0 else "Separate", bs=2)
 
 
@@ -83,7 +89,7 @@ def _write_series(bids, truth, pid, space, affine, cbf, att, mask, prot, rng, co
     perf = bids / pid / "perf"
     perf.mkdir(parents=True, exist_ok=True)
     stem = perf / f"{pid}_space-{space}"
-    lt = "PASL" if prot["kind"] == "pasl" else "PCASL"
+    lt = "PASL" if prot["kind"] in ("pasl", "multiti") else "PCASL"
     alpha = labeling_efficiency(lt, None, prot["bs"])
     shape = mask.shape
     plds = np.asarray(prot["plds"], dtype=float)
@@ -93,7 +99,10 @@ def _write_series(bids, truth, pid, space, affine, cbf, att, mask, prot, rng, co
     if prot["bs"]:
         meta["BackgroundSuppressionNumberPulses"] = prot["bs"]
     offsets = np.zeros(shape)
-    if lt == "PASL":
+    if prot["kind"] == "multiti":  # 3-D readout, FAIR, Q2TIPS (first and last saturation pulse)
+        meta.update(BolusCutOffFlag=True, BolusCutOffTechnique="Q2TIPS", BolusCutOffDelayTime=[prot["bolus"], 1.6],
+                    PASLType="FAIR")
+    elif lt == "PASL":
         meta.update(BolusCutOffFlag=True, BolusCutOffTechnique="QUIPSSII", BolusCutOffDelayTime=prot["bolus"],
                     MRAcquisitionType="2D", SliceTiming=[round(k * SLICE_STEP, 4) for k in range(shape[2])])
         offsets = np.broadcast_to(np.arange(shape[2]) * SLICE_STEP, shape)
@@ -122,10 +131,11 @@ def _write_series(bids, truth, pid, space, affine, cbf, att, mask, prot, rng, co
     write_json(f"{stem}_asl.json", {k: v for k, v in meta.items() if v is not None})
     pd.DataFrame(dict(volume_type=context)).to_csv(f"{stem}_aslcontext.tsv", sep="\t", index=False)
     if prot["m0"] == "Separate":
-        m0 = M0_VALUE * (1 - np.exp(-4.0 / T1_TISSUE)) * mask + rng.normal(0, NOISE_SD, shape) * mask
+        m0_tr = prot.get("m0_tr", 4.0)
+        m0 = M0_VALUE * (1 - np.exp(-m0_tr / T1_TISSUE)) * mask + rng.normal(0, NOISE_SD, shape) * mask
         nib.save(nib.Nifti1Image(m0.astype(np.float32), affine), f"{stem}_m0scan.nii.gz")
-        write_json(f"{stem}_m0scan.json", dict(RepetitionTimePreparation=4.0, MagneticFieldStrength=3,
+        write_json(f"{stem}_m0scan.json", dict(RepetitionTimePreparation=m0_tr, MagneticFieldStrength=3,
                                                IntendedFor=f"perf/{Path(str(stem)).name}_asl.nii.gz"))
     nib.save(nib.Nifti1Image(cbf.astype(np.float32), affine), truth / f"{pid}_desc-truth_cbf.nii.gz")
-    if prot["kind"] == "multipld":
+    if prot["kind"] in ("multipld", "multiti"):
         nib.save(nib.Nifti1Image(att.astype(np.float32), affine), truth / f"{pid}_desc-truth_att.nii.gz")

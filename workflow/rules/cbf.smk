@@ -3,8 +3,12 @@
 # (normalised), registered in MEASURES when there is something to measure.
 include: "cbf_inputs.smk"
 CBF_OPTIONS = dict(m0_scale=CBF["m0_scale"], m0_fwhm=CBF["m0_fwhm"], t1_blood=CBF["t1_blood"] or None,
-                   t1_tissue=CBF["t1_tissue"], outlier_rejection=CBF["outlier_rejection"],
-                   outlier_threshold=CBF["outlier_threshold"], att_range=[CBF["att_min"], CBF["att_max"]])
+                   t1_tissue=CBF["t1_tissue"], m0_tr_limit=CBF["m0_tr_limit"],
+                   outlier_rejection=CBF["outlier_rejection"], outlier_threshold=CBF["outlier_threshold"],
+                   att_range=[CBF["att_min"], CBF["att_max"]], att_fwhm=CBF["att_fwhm"], cbf_max=CBF["cbf_max"],
+                   labeling_efficiency=CBF["labeling_efficiency"] or None,
+                   bs_pulse_efficiency=CBF["bs_pulse_efficiency"],
+                   bs_with_labeling_efficiency=CBF["bs_with_labeling_efficiency"])
 
 
 rule cbf:
@@ -50,12 +54,14 @@ for _measure, _desc in (("cbf", "mean"), ("rcbf", "rel")):
             map=cbf_path(_desc, "cbf", ".nii.gz"),
             map_json=rules.cbf.output.json,
             valid=rules.cbf.output.mask,
+            brain=lambda w: cbf_of(w).reference,
             atlas_image=ATLAS_IMAGE,
             atlas_labels=ATLAS_LABELS,
         output:
             tsv=cbf_path(_measure, "parcels", ".tsv"),
             json=cbf_path(_measure, "parcels", ".json"),
         params:
+            min_coverage=CBF["min_coverage"],
             participant_id=lambda w: cbf_of(w).participant_id,
             session=lambda w: cbf_of(w).session or "",
             work_dir=work_dir("parcellate", "{aslscan}"),
