@@ -178,22 +178,27 @@ def run_effect_summaries(tables: list[str], measures: list[str], spec: CohortSpe
 
 def run_colocalisation(effects_tsv: str, atlas_image: str, atlas_labels: str, tables: list[str], measures: list[str],
                        spec: CohortSpec, null_method: str, n_null: int, seed: int, out_coloc: str, out_null: str,
-                       out_coupling: str) -> None:
-    """group/colocalisation.tsv (+ its null r values, colocalisation_null.tsv) and coupling.tsv."""
+                       out_coupling: str, n_perm: int = 1000) -> None:
+    """group/colocalisation.tsv (+ its spatial and label-permutation null r values,
+    colocalisation_null.tsv) and coupling.tsv.
+
+    ``tables`` are the ones the effect sizes came from: the label permutation recomputes both
+    d-maps from them (:func:`rviflow.coloc.colocalisation`)."""
     from .coloc import colocalisation, coupling
     from .nulls import null_coordinates
     from .parcellate import read_labels
 
     effects = pd.read_csv(effects_tsv, sep="\t")
     coords = null_coordinates(null_method, atlas_image, read_labels(atlas_labels))
-    coloc, nulls = colocalisation(effects, coords, null_method, n_null, seed)
     values = load_measures(dict(zip(measures, tables)))
     parts = spec.participants()
     ids = sorted(set().union(*[set(v.index) for v in values.values()]))
-    is_case = spec.design(ids, parts)["case"] == 1
+    design = spec.design(ids, parts)
+    coloc, nulls = colocalisation(effects, coords, null_method, n_null, seed, values=values, design=design,
+                                  sites=spec.sites(parts), n_perm=n_perm)
     # ReHo-CBF first (the study's coupling); every other pair of measures too
     pairs = [(a, b) for i, a in enumerate(measures) for b in measures[i + 1:]]
-    write_all({out_coloc: coloc, out_null: nulls, out_coupling: coupling(values, is_case, pairs)})
+    write_all({out_coloc: coloc, out_null: nulls, out_coupling: coupling(values, design, pairs)})
 
 
 # --- RVI -------------------------------------------------------------------------------------------

@@ -172,6 +172,7 @@ rule colocalisation:
         measures=MEASURES,
         null_method=COLOC["null_method"],
         n_nulls=COLOC["n_nulls"],
+        n_perm=COLOC["n_perm"],
         seed=COHORT["seed"],
     log:
         os.path.join(OUT, "logs", "colocalisation.log"),
