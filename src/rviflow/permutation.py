@@ -64,10 +64,12 @@ class FreedmanLane:
         self.rss_reduced = (self.resid**2).sum(0)    # (m,)
         self.dof = X.shape[0] - X.shape[1]
 
-    def d(self, perms: np.ndarray | None = None, block: int = 100) -> np.ndarray:
+    def d(self, perms: np.ndarray | None = None, block: int | None = None) -> np.ndarray:
         """(n_perm, n_columns) adjusted d; ``perms`` from :func:`within_block_permutations`
-        (None = the observed labels: a (1, n_columns) array)."""
+        (None = the observed labels: a (1, n_columns) array). ``block`` permutations per matrix
+        product (default: as many as fit ~64 MB of permuted Q)."""
         n, p = self.q.shape
+        block = block or max(1, int(64e6 // (8 * n * p)))
         if perms is None:
             perms = np.arange(n)[None, :]
         out = np.empty((len(perms), self.resid.shape[1]))
