@@ -107,6 +107,42 @@ def test_fold_harmonisation_never_sees_the_scored_subject(monkeypatch):
     assert auc > 0.8  # the planted effect survives: fold-harmonised raw values, not the garbage
 
 
+def test_external_pattern_with_harmonisation_is_scored_on_fold_harmonised_values(monkeypatch):
+    """An external EP (e.g. ENIGMA-MDD thickness) with cohort.harmonize: ComBat is refitted in every
+    training fold without the diagnosis and applied to the held-out subjects, whose RVI is then
+    scored out of fold; the whole-cohort tables (harmonised with diagnosis preserved; here
+    garbage) are not used. Reference for one fold: the same steps called by hand."""
+    import rviflow.harmonize as harmonize
+    from rviflow.harmonize import apply_combat, combat_covariates, fit_combat
+    from rviflow.rvi import apply_normaliser, fit_normaliser, rvi_scores
+
+    rng = np.random.default_rng(5)
+    p, vals, X = _cohort(rng, 20, 20, 10, -1.5, n_effect=5)
+    sites = p.set_index("participant_id")["site"]
+    raw = vals + sites.map({"a": 0.0, "b": 2.0, "c": -2.0}).to_numpy()[:, None]
+    cov = combat_covariates(X, sites).drop(columns="case")
+    ep = pd.Series(np.r_[-np.ones(5), np.zeros(5)] + rng.normal(0, 0.05, 10), index=vals.columns)
+    fits = []
+    real_fit = harmonize.fit_combat
+    monkeypatch.setattr(harmonize, "fit_combat", lambda v, c, *a, **k: fits.append((set(v.index), list(c.columns)))
+                        or real_fit(v, c, *a, **k))
+    garbage = pd.DataFrame(rng.normal(size=vals.shape), index=vals.index, columns=vals.columns)
+    out = cross_validated_rvi(garbage, X, "x", n_folds=4, sites=sites, site_column="site", external_ep=ep, raw=raw,
+                              combat_covars=cov)
+    assert sorted(out["fold"].unique()) == [1, 2, 3, 4] and len(fits) == 4
+    for fold, (train, cols) in enumerate(fits, 1):
+        assert not train & set(out.index[out["fold"] == fold]) and "case" not in cols
+    test = out.index[out["fold"] == 1]
+    train = vals.index.difference(test)
+    model, htr = fit_combat(raw.loc[train], cov, 2)
+    c = covariate_design(X, "site", False)
+    norm, _ = fit_normaliser(htr, c.loc[train], X.loc[train, "case"].to_numpy() == 0)
+    z = apply_normaliser(norm, apply_combat(model, raw.loc[test], cov), c.loc[test])
+    np.testing.assert_allclose(out.loc[test, "rvi"], rvi_scores(z, ep)["rvi"], rtol=1e-10)
+    auc, _ = auc_delong(out["rvi"].to_numpy(), X.loc[out.index, "case"].to_numpy() == 1)
+    assert auc > 0.8  # cases are lowered in regions 0-4 as the EP says: the raw values were scored, not garbage
+
+
 def test_leaky_expected_pattern_would_be_caught():
     """No group effect at all: an EP fitted on everyone makes cases look disorder-like (AUC ~1);
     the cross-validated RVI stays at chance."""
