@@ -41,7 +41,10 @@ def dk_geometry() -> tuple[pd.DataFrame, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _chol(length_mm: float) -> np.ndarray:
+    """Cholesky factor of exp(-distance / length_mm); length 0 = independent regions."""
     _, dist = dk_geometry()
+    if length_mm <= 0:
+        return np.eye(len(dist))
     return np.linalg.cholesky(np.exp(-dist / length_mm) + 1e-8 * np.eye(len(dist)))
 
 
@@ -50,6 +53,30 @@ def planted_pattern() -> pd.Series:
     c, _ = dk_geometry()
     p = -np.cos(c["y"].to_numpy() / 35.0)
     return pd.Series(p / np.abs(p).max(), index=c.index)
+
+
+@lru_cache(maxsize=1)
+def _sphere_chol(length: float) -> tuple[list[str], np.ndarray]:
+    from rviflow.nulls import dk_sphere_centroids
+    from rviflow.parcellate import default_atlas, read_labels
+
+    sph = dk_sphere_centroids(read_labels(default_atlas()[1]))
+    xyz = sph[["x", "y", "z"]].to_numpy(float)
+    xyz[:, 0] = np.abs(xyz[:, 0])  # left-right symmetric, as the spin test's mirrored rotation assumes
+    d2 = ((xyz[:, None] - xyz[None]) ** 2).sum(-1)
+    return list(sph.index), np.linalg.cholesky(np.exp(-d2 / (2 * length**2)) + 1e-6 * np.eye(len(xyz)))
+
+
+def random_smooth_map(rng: np.random.Generator, length: float = 0.5) -> pd.Series:
+    """A random smooth map of the 68 DK cortical parcels (Gaussian process on the fsaverage
+    sphere, squared-exponential kernel of chord length ``length``, left-right symmetric), SD 1:
+    an effect map unrelated to any other one drawn; 0 in the other regions."""
+    names, L = _sphere_chol(length)
+    c, _ = dk_geometry()
+    m = pd.Series(0.0, index=c.index)
+    v = L @ rng.normal(size=len(names))
+    m[names] = (v - v.mean()) / v.std()
+    return m
 
 
 def simulate_cohort(n: int = 120, n_sites: int = 3, rho: float = 0.5, planted_d: float = 0.0,

@@ -199,3 +199,34 @@ def test_too_few_subjects_for_folds_is_a_clear_message():
     with pytest.raises(InputError, match="RVI needs at least 2 of each"):
         cross_validated_rvi(vals.iloc[5:], X.iloc[5:], "x")
     assert list(covariate_design(X, "site", True).columns) == ["intercept", "age", "sex_M"]
+
+
+@pytest.mark.parametrize("case", ["cohort_ep", "fold_combat", "external_whole", "external_fold_combat"])
+def test_permutation_null_row0_is_the_reported_summary(case):
+    """rvi_null recomputes the cross-validated RVI from cached label-free parts: with the observed
+    labels (row 0) it must give rvi_summary's numbers for cross_validated_rvi's scores, in every
+    mode (cohort EP, ComBat in folds, external EP on the whole cohort or in folds)."""
+    from rviflow.discrimination import rvi_summary
+    from rviflow.harmonize import combat_covariates
+    from rviflow.rvi_null import permutation_p, rvi_permutation_null
+
+    rng = np.random.default_rng(6)
+    p, vals, X = _cohort(rng, 24, 21, 10, -0.6, n_effect=5)
+    sites = p.set_index("participant_id")["site"]
+    raw = vals + sites.map({"a": 0.0, "b": 1.0, "c": -1.0}).to_numpy()[:, None]
+    ext = pd.Series(np.r_[-np.ones(5), np.zeros(5)], index=vals.columns) if "external" in case else None
+    combat = (raw, combat_covariates(X, sites).drop(columns="case")) if "combat" in case else (None, None)
+    kw = dict(sites=sites, site_column="site", external_ep=ext, raw=combat[0], combat_covars=combat[1])
+    out = cross_validated_rvi(vals, X, "x", 4, 3, **kw)
+    summ = rvi_summary(out.rename_axis("participant_id").reset_index().assign(measure="x"), X).set_index("statistic")
+    null = rvi_permutation_null(vals, X, "x", 4, 3, n_perm=30, **kw)
+    for stat in ("auc_rvi", "auc_best_region", "d_rvi"):
+        assert null[stat].iloc[0] == pytest.approx(summ.loc[stat, "estimate"], abs=1e-10), stat
+    assert len(null) == 31 and null["auc_rvi"].iloc[1:].std() > 0
+    p_perm = permutation_p(null)
+    assert p_perm["auc_rvi"] == pytest.approx(min(1, 2 * min((1 + (null["auc_rvi"][1:] >= null["auc_rvi"][0]).sum()),
+                                                             (1 + (null["auc_rvi"][1:] <= null["auc_rvi"][0]).sum())) / 31))
+    with_perm = rvi_summary(out.rename_axis("participant_id").reset_index().assign(measure="x"), X, {"x": p_perm},
+                            30).set_index("statistic")
+    assert with_perm.loc["auc_rvi", "p"] == p_perm["auc_rvi"] and with_perm.loc["auc_rvi", "n_perm"] == 30
+    assert with_perm.loc["auc_rvi", "p_parametric"] == summ.loc["auc_rvi", "p"]

@@ -205,6 +205,7 @@ rule rvi:
         folds=COHORT["rvi"]["folds"],
         within_site=COHORT["rvi"]["within_site"],
         expected_patterns=COHORT["rvi"]["expected_patterns"],
+        n_perm=COHORT["rvi"]["n_perm"],
         n_boot=COHORT["n_boot"],
         seed=COHORT["seed"],
         min_per_site=2,  # per training fold, as in prediction
