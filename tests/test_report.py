@@ -107,8 +107,10 @@ def test_run_writes_a_self_contained_report(pipeline_run):
         assert "No CBF in this run" in section_text(html, "measure-cbf")
     if (out / "group" / "colocalisation.tsv").exists():
         alts = [a["alt"] for a in page.images["colocalisation"]]
-        assert any("spatial-null p" in a for a in alts)
+        assert any("with the reported p" in a for a in alts)
         assert any("null distribution of r" in a for a in alts) or "not shown" in section_text(html, "colocalisation")
+        if not pd.read_csv(out / "group" / "colocalisation.tsv", sep="\t")["n_perm"].eq(0).all():
+            assert any("label-permutation null distribution of r" in a for a in alts)
     if (out / "group" / "rvi.tsv").exists():
         assert any("ROC" in a["alt"] for a in page.images["rvi"])
     # cohort counts, methods from the config, per-subject snapshots linked from the table
