@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .discrimination import auc_delong
 from .effects import adjusted_d
 from .rvi import (Normaliser, apply_normaliser, covariate_design, fit_normaliser, rvi_scores)
 
@@ -45,6 +44,24 @@ def block_permutations(blocks: np.ndarray, n_perm: int, seed: int) -> np.ndarray
 
 def _rvi_d(rvi: np.ndarray, X: np.ndarray, k: int) -> float:
     return float(adjusted_d(rvi[:, None], X, k)[0])
+
+
+def _auc(scores: np.ndarray, is_case: np.ndarray) -> float:
+    """Mann-Whitney AUC with midranks (= :func:`rviflow.discrimination.auc_delong`'s AUC), one ranking."""
+    from scipy.stats import rankdata
+
+    n1 = is_case.sum()
+    return float((rankdata(scores)[is_case].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(scores) - n1)))
+
+
+def _rvi(z: np.ndarray, ep: np.ndarray, regions: list[str]) -> np.ndarray:
+    """Row-wise Pearson r of z (n, R) with ep (R,): :func:`rviflow.rvi.rvi_scores` without pandas
+    when nothing is missing (the permutation loop's hot path)."""
+    if np.isnan(z).any() or np.isnan(ep).any():
+        return rvi_scores(pd.DataFrame(z, columns=regions), pd.Series(ep, index=regions))["rvi"].to_numpy()
+    zc = z - z.mean(1, keepdims=True)
+    ec = ep - ep.mean()
+    return (zc @ ec) / np.sqrt((zc**2).sum(1) * (ec**2).sum())
 
 
 def rvi_permutation_null(
@@ -102,6 +119,7 @@ def rvi_permutation_null(
         inv_all = z_all.to_numpy() * norm_all.control_sd + norm_all.control_mean
 
     regions = list(values.columns)
+    ext = external_ep.reindex(regions).to_numpy(float) if external_ep is not None else None
     out = np.empty((len(perms), len(STATISTICS)))
     for i, lab in enumerate(labels):
         rvi = np.empty(n)
@@ -123,14 +141,13 @@ def rvi_permutation_null(
             best = int(np.argmax(np.abs(ep)))
             single[te] = z[:, best] * np.sign(ep[best])
             if not whole:
-                use = ep if external_ep is None else external_ep.reindex(regions).to_numpy(float)
-                rvi[te] = rvi_scores(pd.DataFrame(z, columns=regions), pd.Series(use, index=regions))["rvi"].to_numpy()
+                rvi[te] = _rvi(z, ep if external_ep is None else ext, regions)
         if whole:
             mean, sd = np.nanmean(inv_all[~lab], 0), np.nanstd(inv_all[~lab], 0, ddof=1)
             rvi = rvi_scores(pd.DataFrame((inv_all - mean) / sd, columns=regions), external_ep)["rvi"].to_numpy()
         x = Xd.copy()
         x[:, kd] = lab
-        out[i] = (auc_delong(rvi, lab)[0], auc_delong(single, lab)[0], _rvi_d(rvi, x, kd))
+        out[i] = (_auc(rvi, lab), _auc(single, lab), _rvi_d(rvi, x, kd))
     return pd.DataFrame(out, columns=list(STATISTICS))
 
 
