@@ -163,27 +163,47 @@ def test_freedman_lane_d_equals_statsmodels_on_permuted_residuals():
     np.testing.assert_allclose(fl.d()[0], eff["d"].to_numpy(), atol=1e-10)
 
 
-def test_label_permutation_removes_shared_noise_and_keeps_a_shared_effect(centroids):
-    """The issue's case: 120 subjects (60/60, 3 sites), three measures coupled within subject
-    (r = 0.5 per region), no case-control difference: the d-maps correlate through shared noise
-    (r well above 0; the spatial null alone calls it significant) yet p = max(p_spatial_null,
-    p_label_perm) > 0.05 for at least two of three pairs. The same cohort with one smooth
-    effect planted in all three measures: every pair p < 0.05 with both nulls."""
+def test_label_permutation_removes_shared_noise_and_keeps_a_shared_effect(tmp_path):
+    """The issue's case, through the co-localisation step on files (what the Snakemake rule
+    runs): 120 subjects (60/60, 3 sites), three measures coupled within subject (r = 0.5 per
+    region: coupling.tsv shows it), no case-control difference. The d-maps correlate through
+    shared noise (r well above 0; the spatial null alone calls two or more pairs significant),
+    yet p = max(p_spatial_null, p_label_perm) > 0.05 for at least two of three pairs. The same
+    cohort with one smooth effect planted in all three measures: every pair p < 0.05."""
     from calibration_sim import simulate_cohort
 
+    from rviflow.cohort_stats import CohortSpec, run_colocalisation
     from rviflow.effects import effect_sizes
+    from rviflow.regional import write_tsv_atomic
 
+    img, labels = default_atlas()
     for planted, check in ((0.0, "null"), (0.6, "effect")):
+        d = tmp_path / check
+        d.mkdir()
         values, parts, design = simulate_cohort(n=120, n_sites=3, rho=0.5, planted_d=planted, seed=4)
+        assert design["case"].sum() == 60 and parts["site"].nunique() == 3
+        parts.to_csv(d / "participants.tsv", sep="\t", index=False)
+        tables = []
+        for m, v in values.items():
+            v.rename_axis("participant_id").reset_index().assign(session="").to_csv(d / f"{m}.tsv", sep="\t", index=False)
+            tables.append(str(d / f"{m}.tsv"))
         eff = pd.concat([effect_sizes(v, design, m) for m, v in values.items()])
-        tab, nulls = colocalisation(eff, centroids, "brainsmash", n_null=1000, seed=0, values=values,
-                                    design=design, sites=parts.set_index("participant_id")["site"], n_perm=1000)
+        write_tsv_atomic(eff, d / "effect_sizes.tsv")
+        spec = CohortSpec(str(d / "participants.tsv"))
+        run_colocalisation(str(d / "effect_sizes.tsv"), img, labels, tables, list(values), spec, "brainsmash", 500,
+                           0, d / "coloc.tsv", d / "null.tsv", d / "coupling.tsv", n_perm=1000)
+        tab = pd.read_csv(d / "coloc.tsv", sep="\t")
+        nulls = pd.read_csv(d / "null.tsv", sep="\t")
+        coup = pd.read_csv(d / "coupling.tsv", sep="\t")
         assert len(tab) == 3 and (tab["n_perm"] == 1000).all() and (tab["n_subjects"] == 120).all()
         assert (tab["p"] == tab[["p_spatial_null", "p_label_perm"]].max(1)).all()
-        assert set(nulls["null"]) == {"spatial", "label"} and (nulls.groupby(["map_a", "map_b", "null"]).size() == 1000).all()
+        assert nulls.groupby(["map_a", "map_b", "null"]).size().unstack().to_dict("list") == {"label": [1000] * 3,
+                                                                                           "spatial": [500] * 3}
+        assert coup["r"].mean() == pytest.approx(0.5, abs=0.1)   # the within-subject coupling
         # the observed maps are effect_sizes' d (complete data)
         d_reho = eff[eff["measure"] == "reho"].set_index("region")["d"]
-        assert tab["r"].iloc[0] == pytest.approx(stats.pearsonr(d_reho, eff[eff["measure"] == "cbf"].set_index("region")["d"][d_reho.index])[0])
+        d_cbf = eff[eff["measure"] == "cbf"].set_index("region")["d"][d_reho.index]
+        assert tab["r"].iloc[0] == pytest.approx(stats.pearsonr(d_reho, d_cbf)[0], abs=1e-5)
         if check == "null":
             assert tab["r"].mean() > 0.2 and (tab["p_spatial_null"] < 0.05).sum() >= 2, tab   # shared noise
             assert (tab["p"] > 0.05).sum() >= 2, tab
