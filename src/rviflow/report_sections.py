@@ -180,6 +180,14 @@ def colocalisation_section(run) -> str:
                                 f"{pair}: {label} distribution of r ({how})"))
             elif kind == "spatial" or row.get("n_perm", 0):
                 html.append(missing(f"{label.capitalize()} distribution of {pair} not shown: {how}."))
+    coupling, _ = run.table("coupling.tsv", ["measure_a", "measure_b", "region", "r", "q_fdr"])
+    if coupling is not None and not coupling.empty:
+        summ = (coupling.groupby(["measure_a", "measure_b"], sort=False)
+                .agg(regions=("region", "size"), median_partial_r=("r", "median"),
+                     regions_q_below_0_05=("q_fdr", lambda q: int((q < 0.05).sum()))).reset_index())
+        html.append("<h3>Subject-level coupling (coupling.tsv)</h3><p>Partial r across subjects of two measures in "
+                    "each region, adjusted for diagnosis, covariates and site (per region in coupling.tsv).</p>"
+                    + table(summ))
     return "".join(html)
 
 
