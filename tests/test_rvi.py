@@ -222,6 +222,7 @@ def test_permutation_null_row0_is_the_reported_summary(case):
     null = rvi_permutation_null(vals, X, "x", 4, 3, n_perm=30, **kw)
     for stat in ("auc_rvi", "auc_best_region", "d_rvi"):
         assert null[stat].iloc[0] == pytest.approx(summ.loc[stat, "estimate"], abs=1e-10), stat
+    assert null["auc_diff"].iloc[0] == pytest.approx(summ.loc["auc_rvi_minus_best_region", "estimate"], abs=1e-10)
     assert len(null) == 31 and null["auc_rvi"].iloc[1:].std() > 0
     p_perm = permutation_p(null)
     assert p_perm["auc_rvi"] == pytest.approx(min(1, 2 * min((1 + (null["auc_rvi"][1:] >= null["auc_rvi"][0]).sum()),

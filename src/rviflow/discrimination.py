@@ -106,7 +106,9 @@ def rvi_summary(rvi: pd.DataFrame, design: pd.DataFrame, perm_p: dict[str, dict[
         row["n_perm"] = n_perm if pp is not None else 0
         if pp is not None:
             row["p"] = pp
-            row["note"] += f"; p from {n_perm} label permutations (cross-validation repeated)"
+            row["note"] += (f"; DeLong variance x the fold-dependence inflation from {n_perm} label permutations"
+                            if row["statistic"] == "auc_rvi_minus_best_region" else
+                            f"; p from {n_perm} label permutations (cross-validation repeated)")
     names = list(per)
     for i, a in enumerate(names):
         for b in names[i + 1:]:

@@ -26,6 +26,8 @@ from .effects import adjusted_d
 from .rvi import (Normaliser, apply_normaliser, covariate_design, fit_normaliser, rvi_scores)
 
 STATISTICS = ("auc_rvi", "auc_best_region", "d_rvi")
+#: per permutation also: the paired difference auc_rvi - auc_best_region and its DeLong variance
+COLUMNS = (*STATISTICS, "auc_diff", "var_delong_diff")
 
 
 def _folds(values: pd.DataFrame, case: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -120,7 +122,7 @@ def rvi_permutation_null(
 
     regions = list(values.columns)
     ext = external_ep.reindex(regions).to_numpy(float) if external_ep is not None else None
-    out = np.empty((len(perms), len(STATISTICS)))
+    out = np.empty((len(perms), len(COLUMNS)))
     for i, lab in enumerate(labels):
         rvi = np.empty(n)
         single = np.empty(n)
@@ -147,13 +149,37 @@ def rvi_permutation_null(
             rvi = rvi_scores(pd.DataFrame((inv_all - mean) / sd, columns=regions), external_ep)["rvi"].to_numpy()
         x = Xd.copy()
         x[:, kd] = lab
-        out[i] = (_auc(rvi, lab), _auc(single, lab), _rvi_d(rvi, x, kd))
-    return pd.DataFrame(out, columns=list(STATISTICS))
+        diff, var = delong_paired_var(rvi, single, lab)
+        out[i] = (_auc(rvi, lab), _auc(single, lab), _rvi_d(rvi, x, kd), diff, var)
+    return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def delong_paired_var(s1: np.ndarray, s2: np.ndarray, is_case: np.ndarray) -> tuple[float, float]:
+    """(AUC1 - AUC2, its DeLong variance) as :func:`rviflow.discrimination.delong_paired` computes them."""
+    from .discrimination import _midrank_components
+
+    comps = [_midrank_components(s[is_case], s[~is_case]) for s in (s1, s2)]
+    cov = np.cov(np.vstack([c[1] for c in comps])) / is_case.sum() + np.cov(np.vstack([c[2] for c in comps])) / (~is_case).sum()
+    return comps[0][0] - comps[1][0], float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
 
 
 def permutation_p(null: pd.DataFrame) -> dict[str, float]:
     """Two-sided permutation p of each statistic: row 0 observed against rows 1..; AUCs around
-    0.5 by the tails of the permutation distribution (not assumed centred), d likewise."""
+    0.5 by the tails of the permutation distribution (not assumed centred), d likewise.
+
+    ``auc_rvi_minus_best_region`` tests equal AUCs, which label permutation does not; its paired
+    DeLong z uses the DeLong variance times the inflation the fold dependence causes,
+    F = var(diff over permutations) / mean(DeLong variance over permutations) (at least 1), an
+    approximation (measured in tests/test_calibration_cohort.py)."""
+    from scipy import stats
+
     from .coloc import two_sided_perm_p
 
-    return {s: two_sided_perm_p(float(null[s].iloc[0]), null[s].iloc[1:].to_numpy()) for s in null.columns}
+    out = {s: two_sided_perm_p(float(null[s].iloc[0]), null[s].iloc[1:].to_numpy()) for s in STATISTICS}
+    if "auc_diff" in null.columns:
+        perm = null.iloc[1:]
+        factor = max(1.0, float(perm["auc_diff"].var(ddof=1) / perm["var_delong_diff"].mean()))
+        var = float(null["var_delong_diff"].iloc[0]) * factor
+        diff = float(null["auc_diff"].iloc[0])
+        out["auc_rvi_minus_best_region"] = float(2 * stats.norm.sf(abs(diff) / np.sqrt(var))) if var > 0 else 1.0
+    return out
