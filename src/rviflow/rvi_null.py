@@ -22,12 +22,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .discrimination import auc_delong
+
 from .effects import adjusted_d
 from .rvi import (Normaliser, apply_normaliser, covariate_design, fit_normaliser, rvi_scores)
 
 STATISTICS = ("auc_rvi", "auc_best_region", "d_rvi")
 #: per permutation also: the paired difference auc_rvi - auc_best_region and its DeLong variance
-COLUMNS = (*STATISTICS, "auc_diff", "var_delong_diff")
+COLUMNS = (*STATISTICS, "auc_diff", "var_delong_diff", "var_delong_rvi")
 
 
 def _folds(values: pd.DataFrame, case: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -150,7 +152,7 @@ def rvi_permutation_null(
         x = Xd.copy()
         x[:, kd] = lab
         diff, var = delong_paired_var(rvi, single, lab)
-        out[i] = (_auc(rvi, lab), _auc(single, lab), _rvi_d(rvi, x, kd), diff, var)
+        out[i] = (_auc(rvi, lab), _auc(single, lab), _rvi_d(rvi, x, kd), diff, var, auc_delong(rvi, lab)[1])
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 
@@ -182,4 +184,5 @@ def permutation_p(null: pd.DataFrame) -> dict[str, float]:
         var = float(null["var_delong_diff"].iloc[0]) * factor
         diff = float(null["auc_diff"].iloc[0])
         out["auc_rvi_minus_best_region"] = float(2 * stats.norm.sf(abs(diff) / np.sqrt(var))) if var > 0 else 1.0
+        out["auc_inflation"] = max(1.0, float(perm["auc_rvi"].var(ddof=1) / perm["var_delong_rvi"].mean()))
     return out
