@@ -110,8 +110,7 @@ def label_permutation_maps(values_a: pd.DataFrame, values_b: pd.DataFrame, desig
     blocks = sites.reindex(X.index).astype(str).to_numpy() if sites is not None else None
     dp = fl.d(within_block_permutations(blocks, len(X), n_perm, seed))
     null_r = _rows_r(dp[:, :nr], dp[:, nr:])
-    return (pd.Series(d[:nr], index=va.columns, name=values_a.columns.name),
-            pd.Series(d[nr:], index=vb.columns), null_r, len(X))
+    return pd.Series(d[:nr], index=va.columns), pd.Series(d[nr:], index=vb.columns), null_r, len(X)
 
 
 def colocalisation(effects: pd.DataFrame, coords: pd.DataFrame, method: str = "brainsmash", n_null: int = 1000,
@@ -122,8 +121,8 @@ def colocalisation(effects: pd.DataFrame, coords: pd.DataFrame, method: str = "b
     With ``values`` (measure -> subjects x regions table, the one the effect sizes came from) and
     ``design`` the pair's r is tested against both nulls (module docstring): the d-maps are
     recomputed on the subjects with complete data in the compared regions (the effect_sizes d
-    when nothing is missing) and p = max(p_spatial_null, p_label_perm). Without them, the
-    spatial null only.
+    when nothing is missing) and p = max(p_spatial_null, p_label_perm). Without them (or without
+    a table of either measure), the spatial null only.
 
     Returns the co-localisation table (:data:`COLOC_COLUMNS`) and every null r
     (:data:`NULL_COLUMNS`, long: n_null ``spatial`` and n_perm ``label`` rows per pair).
@@ -131,7 +130,7 @@ def colocalisation(effects: pd.DataFrame, coords: pd.DataFrame, method: str = "b
     maps = {m: g.set_index("region")["d"].rename(m) for m, g in effects.groupby("measure", sort=False)}
     rows, nulls = [], []
     for a, b in itertools.combinations(maps, 2):
-        if values is None or design is None:
+        if values is None or design is None or a not in values or b not in values:
             row, null_r = spatial_correlation(maps[a], maps[b], coords, method, n_null, seed)
             perm_r = np.array([])
         else:
