@@ -201,7 +201,8 @@ def test_too_few_subjects_for_folds_is_a_clear_message():
     assert list(covariate_design(X, "site", True).columns) == ["intercept", "age", "sex_M"]
 
 
-@pytest.mark.parametrize("case", ["cohort_ep", "fold_combat", "external_whole", "external_fold_combat"])
+@pytest.mark.parametrize("case", ["cohort_ep", "cohort_ep_within_site", "fold_combat", "external_whole",
+                                  "external_fold_combat"])
 def test_permutation_null_row0_is_the_reported_summary(case):
     """rvi_null recomputes the cross-validated RVI from cached label-free parts: with the observed
     labels (row 0) it must give rvi_summary's numbers for cross_validated_rvi's scores, in every
@@ -216,7 +217,8 @@ def test_permutation_null_row0_is_the_reported_summary(case):
     raw = vals + sites.map({"a": 0.0, "b": 1.0, "c": -1.0}).to_numpy()[:, None]
     ext = pd.Series(np.r_[-np.ones(5), np.zeros(5)], index=vals.columns) if "external" in case else None
     combat = (raw, combat_covariates(X, sites).drop(columns="case")) if "combat" in case else (None, None)
-    kw = dict(sites=sites, site_column="site", external_ep=ext, raw=combat[0], combat_covars=combat[1])
+    kw = dict(sites=sites, site_column="site", external_ep=ext, raw=combat[0], combat_covars=combat[1],
+              within_site="within_site" in case)
     out = cross_validated_rvi(vals, X, "x", 4, 3, **kw)
     summ = rvi_summary(out.rename_axis("participant_id").reset_index().assign(measure="x"), X).set_index("statistic")
     null = rvi_permutation_null(vals, X, "x", 4, 3, n_perm=30, **kw)
