@@ -14,7 +14,9 @@ scale offsets; a planted case effect in 12 regions per measure), then times, pin
 3. cross-validated RVI per measure (rviflow.rvi.cross_validated_rvi, 5 folds, cohort-derived EP);
 4. (separate goal) the label-permutation null of ReHo vs CBF co-localisation
    (rviflow.coloc.label_permutation_maps, ``--perms`` permutations, 83 + 83 d values each), checked
-   against statsmodels on the first permutations.
+   against statsmodels on the first permutations;
+5. (no goal; for the rvi rule's runtime) the RVI's label-permutation null of one measure
+   (rviflow.rvi_null, ``--rvi-perms`` permutations).
 
 Results (wall and CPU seconds per stage, peak RSS, machine info, load average) go to
 ``benchmarks/results/bench_cohort.json`` and ``bench_cohort.md``.
@@ -113,6 +115,7 @@ def main() -> int:
     ap.add_argument("--sites", type=int, default=20)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--perms", type=int, default=1000)
+    ap.add_argument("--rvi-perms", type=int, default=1000, help="label permutations of the RVI's AUC p (one measure)")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_cohort"))
     a = ap.parse_args()
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:GOAL_CORES])
@@ -147,6 +150,10 @@ def main() -> int:
         harmonised["reho"], harmonised["cbf"], design, sites, a.perms, seed=0, what="reho vs cbf"))
     perm_total = time.perf_counter() - t0
     perm_check = _check_permutation(harmonised["reho"], design, sites)
+    from rviflow.rvi_null import rvi_permutation_null
+
+    timed(f"rvi_label_perm_{a.rvi_perms}_one_measure", lambda: rvi_permutation_null(
+        harmonised["reho"], design, "reho", a.folds, 0, sites, "site", n_perm=a.rvi_perms))
     from rviflow.discrimination import auc_delong
 
     case = design["case"].to_numpy() == 1
@@ -177,6 +184,9 @@ def main() -> int:
           f"Freedman-Lane: {perm_total:.1f} s -- {'met' if perm_total < PERM_GOAL_SECONDS else 'NOT met'}; "
           f"max |d - statsmodels d| on 3 permutations x 3 regions = {perm_check:.1e} "
           f"(CPU {timings[f'coloc_label_perm_{a.perms}']['cpu_s']} s).", "",
+          f"RVI discrimination p by label permutation (cohort.rvi.n_perm; no goal set): {a.rvi_perms} permutations "
+          f"of one measure, {a.folds}-fold cross-validation repeated from cached label-free parts: "
+          f"{timings[f'rvi_label_perm_{a.rvi_perms}_one_measure']['wall_s']} s.", "",
           f"Machine: {res['machine'].get('cpu_model', '')}, load average {res['machine']['load_average']} "
           "(a shared machine inflates wall times; CPU seconds are the steadier number)."]
     Path(a.out + ".md").write_text("\n".join(md) + "\n")
