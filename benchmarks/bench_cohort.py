@@ -1,7 +1,9 @@
 """Benchmark the cohort statistics at UK Biobank scale.
 
-Goal (issue 5): 15,501 subjects x 83 regions x 3 measures, 20 sites -- ComBat, effect sizes and
-RVI (5 folds) end to end in under 30 s on 2 cores.
+Goals: (issue 5) 15,501 subjects x 83 regions x 3 measures, 20 sites -- ComBat, effect sizes and
+RVI (5 folds) end to end in under 30 s on 2 cores; (issue 14) the co-localisation's label
+permutation null of two measures -- 1,000 within-site diagnosis permutations, both d-maps
+recomputed (Freedman-Lane, rviflow.permutation) -- in under 60 s on 2 cores.
 
 What it does: simulates the cohort in memory (half MDD; age, sex; 20 sites with location and
 scale offsets; a planted case effect in 12 regions per measure), then times, pinned to 2 CPUs
@@ -9,7 +11,12 @@ scale offsets; a planted case effect in 12 regions per measure), then times, pin
 
 1. ComBat (neuroHarmonize, empirical Bayes) per measure, diagnosis + age + sex preserved;
 2. covariate-adjusted effect sizes per measure x region (statsmodels OLS, rviflow.effects);
-3. cross-validated RVI per measure (rviflow.rvi.cross_validated_rvi, 5 folds, cohort-derived EP).
+3. cross-validated RVI per measure (rviflow.rvi.cross_validated_rvi, 5 folds, cohort-derived EP);
+4. (separate goal) the label-permutation null of ReHo vs CBF co-localisation
+   (rviflow.coloc.label_permutation_maps, ``--perms`` permutations, 83 + 83 d values each), checked
+   against statsmodels on the first permutations;
+5. (no goal; for the rvi rule's runtime) the RVI's label-permutation null of one measure
+   (rviflow.rvi_null, ``--rvi-perms`` permutations).
 
 Results (wall and CPU seconds per stage, peak RSS, machine info, load average) go to
 ``benchmarks/results/bench_cohort.json`` and ``bench_cohort.md``.
@@ -42,6 +49,7 @@ import pandas as pd  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 GOAL_SECONDS, GOAL_CORES = 30.0, 2
+PERM_GOAL_SECONDS = 60.0
 MEASURES = ("reho", "cbf", "thickness")
 
 
@@ -60,6 +68,26 @@ def simulate(n: int, n_regions: int, n_sites: int, seed: int = 0):
         y[case, :12] -= (0.3, 0.2, 0.1)[k]
         values[m] = pd.DataFrame(y, index=p["participant_id"], columns=regions)
     return p, values
+
+
+def _check_permutation(values: pd.DataFrame, design: pd.DataFrame, sites: pd.Series) -> float:
+    """Max |d| difference between rviflow.permutation and statsmodels refits on permuted residuals."""
+    import statsmodels.api as sm
+
+    from rviflow.permutation import FreedmanLane, within_block_permutations
+
+    X = design.loc[values.index].to_numpy(float)
+    Y = values.iloc[:, :3].to_numpy(float)
+    perms = within_block_permutations(sites.reindex(values.index).to_numpy(), len(Y), 3, seed=1)
+    d = FreedmanLane(Y, X, 1).d(perms)
+    Z = np.delete(X, 1, 1)
+    worst = 0.0
+    for i, p in enumerate(perms):
+        for j in range(Y.shape[1]):
+            red = sm.OLS(Y[:, j], Z).fit()
+            full = sm.OLS(red.fittedvalues + red.resid[p], X).fit()
+            worst = max(worst, abs(full.params[1] / np.sqrt(full.scale) - d[i, j]))
+    return float(worst)
 
 
 def machine() -> dict:
@@ -86,6 +114,8 @@ def main() -> int:
     ap.add_argument("--regions", type=int, default=83)
     ap.add_argument("--sites", type=int, default=20)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--perms", type=int, default=1000)
+    ap.add_argument("--rvi-perms", type=int, default=1000, help="label permutations of the RVI's AUC p (one measure)")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_cohort"))
     a = ap.parse_args()
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:GOAL_CORES])
@@ -113,6 +143,17 @@ def main() -> int:
     rvi = timed("rvi_5fold", lambda: {m: cross_validated_rvi(v, design, m, a.folds, 0, sites, "site")
                                       for m, v in harmonised.items()})
     total = time.perf_counter() - start
+    from rviflow.coloc import label_permutation_maps
+
+    t0 = time.perf_counter()
+    d_reho, d_cbf, perm_r, _ = timed(f"coloc_label_perm_{a.perms}", lambda: label_permutation_maps(
+        harmonised["reho"], harmonised["cbf"], design, sites, a.perms, seed=0, what="reho vs cbf"))
+    perm_total = time.perf_counter() - t0
+    perm_check = _check_permutation(harmonised["reho"], design, sites)
+    from rviflow.rvi_null import rvi_permutation_null
+
+    timed(f"rvi_label_perm_{a.rvi_perms}_one_measure", lambda: rvi_permutation_null(
+        harmonised["reho"], design, "reho", a.folds, 0, sites, "site", n_perm=a.rvi_perms))
     from rviflow.discrimination import auc_delong
 
     case = design["case"].to_numpy() == 1
@@ -123,17 +164,29 @@ def main() -> int:
                regions=a.regions, measures=len(MEASURES), sites=a.sites, folds=a.folds, timings=timings,
                total_wall_s=round(total, 2), goal_s=GOAL_SECONDS, goal_met=total < GOAL_SECONDS,
                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-               checks=checks, machine=machine())
+               checks=checks, machine=machine(),
+               label_permutation=dict(perms=a.perms, maps=2, regions_per_map=a.regions, wall_s=round(perm_total, 2),
+                                      goal_s=PERM_GOAL_SECONDS, goal_met=perm_total < PERM_GOAL_SECONDS,
+                                      null_r_mean=round(float(np.mean(perm_r)), 3),
+                                      max_abs_diff_vs_statsmodels=perm_check))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out + ".json").write_text(json.dumps(res, indent=2) + "\n")
     md = [f"# bench_cohort ({res['date']})", "",
           f"{a.subjects} subjects x {a.regions} regions x {len(MEASURES)} measures, {a.sites} sites, "
           f"{a.folds}-fold RVI, {GOAL_CORES} cores.", "",
           "| stage | wall (s) | CPU (s) |", "|---|---|---|",
-          *[f"| {k} | {v['wall_s']} | {v['cpu_s']} |" for k, v in timings.items()],
+          *[f"| {k} | {v['wall_s']} | {v['cpu_s']} |" for k, v in timings.items() if "label_perm" not in k],
           f"| **total** | **{res['total_wall_s']}** | |", "",
           f"Goal < {GOAL_SECONDS} s: {'met' if res['goal_met'] else 'NOT met'}; peak RSS {res['peak_rss_gb']} GB.",
           f"Sanity: {checks}", "",
+          f"Co-localisation label-permutation null (separate goal < {PERM_GOAL_SECONDS} s): {a.perms} within-site "
+          f"permutations of the diagnosis, ReHo and CBF d-maps ({a.regions} regions each) recomputed by "
+          f"Freedman-Lane: {perm_total:.1f} s -- {'met' if perm_total < PERM_GOAL_SECONDS else 'NOT met'}; "
+          f"max |d - statsmodels d| on 3 permutations x 3 regions = {perm_check:.1e} "
+          f"(CPU {timings[f'coloc_label_perm_{a.perms}']['cpu_s']} s).", "",
+          f"RVI discrimination p by label permutation (cohort.rvi.n_perm; no goal set): {a.rvi_perms} permutations "
+          f"of one measure, {a.folds}-fold cross-validation repeated from cached label-free parts: "
+          f"{timings[f'rvi_label_perm_{a.rvi_perms}_one_measure']['wall_s']} s.", "",
           f"Machine: {res['machine'].get('cpu_model', '')}, load average {res['machine']['load_average']} "
           "(a shared machine inflates wall times; CPU seconds are the steadier number)."]
     Path(a.out + ".md").write_text("\n".join(md) + "\n")

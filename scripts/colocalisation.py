@@ -1,4 +1,4 @@
-"""Snakemake script: spatial correlation of effect-size maps (BrainSMASH or spin nulls) + regional coupling."""
+"""Snakemake script: co-localisation of effect-size maps (spatial null + label permutation) + regional coupling."""
 from rviflow.cohort_stats import CohortSpec, run_colocalisation
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -6,4 +6,5 @@ spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params
                               sm.params.min_per_group)
 run_colocalisation(sm.input.effects, sm.input.atlas_image, sm.input.atlas_labels, list(sm.input.tables),
                    list(sm.params.measures), spec, sm.params.null_method, sm.params.n_nulls, sm.params.seed,
-                   sm.output.coloc, sm.output.null, sm.output.coupling)
+                   sm.output.coloc, sm.output.null, sm.output.coupling,
+                   n_perm=sm.params.n_perm)

@@ -7,4 +7,4 @@ spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params
 run_rvi(list(sm.input.tables), list(sm.params.measures), spec, sm.params.folds, sm.params.seed,
         sm.params.within_site, dict(sm.params.expected_patterns), list(sm.input.combat) or None, sm.output.rvi,
         sm.output.summary, sm.output.symptoms, list(sm.output.patterns), list(sm.output.references),
-        sm.params.n_boot, list(sm.input.raw) or None, sm.params.min_per_site)
+        sm.params.n_boot, list(sm.input.raw) or None, sm.params.min_per_site, sm.params.n_perm)

@@ -184,3 +184,21 @@ def test_frozen_harmonised_reference_scores_new_subjects_without_their_label(tmp
     assert scores[0]["rvi"].notna().all() and len(scores[0]) == 6
     np.testing.assert_allclose(scores[0]["rvi"], scores[1]["rvi"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(scores[0]["avi"], scores[1]["avi"], rtol=0, atol=1e-12)
+
+
+def test_rvi_step_with_label_permutations(tmp_path):
+    """cohort.rvi.n_perm: the AUC / d rows take the permutation p (p_parametric keeps DeLong's /
+    the t test's), the paired differences a DeLong p with an inflated variance (>= DeLong's)."""
+    p, tabs = _write(tmp_path)
+    spec, paths = _save(tmp_path, p, tabs)
+    o = tmp_path / "out"
+    run_rvi(paths, ["reho", "thickness"], spec, 3, 0, False, {}, None, o / "rvi.tsv", o / "rvi_summary.tsv",
+            o / "rvi_symptoms.tsv", [o / "ep_reho.tsv", o / "ep_thickness.tsv"],
+            [o / "ref_reho.pkl", o / "ref_thickness.pkl"], n_boot=100, n_perm=50)
+    summ = pd.read_csv(o / "rvi_summary.tsv", sep="\t").set_index(["measure", "statistic"])
+    for stat in ("auc_rvi", "auc_best_region", "d_rvi"):
+        row = summ.loc[("reho", stat)]
+        assert row["n_perm"] == 50 and row["p"] >= 1 / 51 and "label permutations" in row["note"]
+        assert abs(row["p"] * 51 - round(row["p"] * 51)) < 1e-6 or row["p"] == 1   # a permutation p: k / 51
+    for key in (("reho", "auc_rvi_minus_best_region"), ("reho-thickness", "auc_rvi_difference")):
+        assert summ.loc[key, "p"] >= summ.loc[key, "p_parametric"] - 1e-12 and summ.loc[key, "n_perm"] == 50

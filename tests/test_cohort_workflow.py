@@ -29,13 +29,16 @@ def test_every_cohort_table_is_written(pipeline_run):
     hemi = _read(out, "effect_sizes_hemiavg.tsv")
     assert (hemi["measure"] == "reho").sum() == 42 and "precuneus" in set(hemi["region"])  # 34 + 7 + brainstem
     coloc = _read(out, "colocalisation.tsv")
-    assert list(coloc.columns[:5]) == ["map_a", "map_b", "n_regions", "r", "p_spatial_null"]
+    assert list(coloc.columns[:7]) == ["map_a", "map_b", "n_regions", "n_subjects", "r", "p", "p_spatial_null"]
+    assert (coloc["p"] == coloc[["p_spatial_null", "p_label_perm"]].max(1)).all() and (coloc["n_perm"] == 1000).all()
     assert (coloc["n_null"] >= 1000).all() and ((coloc["map_a"] == "reho") & (coloc["map_b"] == "thickness")).any()
     rvi = _read(out, "rvi.tsv")
     assert list(rvi.columns[:5]) == ["participant_id", "measure", "rvi", "avi", "fold"]
     assert (rvi["fold"] >= 1).all() and rvi["rvi"].between(-1, 1).all() and rvi.groupby("measure").size().min() == 16
     summ = _read(out, "rvi_summary.tsv")
     assert {"auc_rvi", "auc_best_region", "d_rvi"} <= set(summ["statistic"])
+    perm = summ[summ["statistic"].isin(["auc_rvi", "auc_best_region", "d_rvi"])]
+    assert (perm["n_perm"] == 1000).all() and perm["p"].between(1 / 1001, 1).all() and perm["p_parametric"].notna().all()
     assert "reho-thickness" in set(summ["measure"])
     sym = _read(out, "rvi_symptoms.tsv")
     assert set(sym["symptom"]) == {"hamd"} and (sym.loc[sym["statistic"] == "partial_r", "n"] == 8).all()

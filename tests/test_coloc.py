@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from rviflow.coloc import colocalisation, coupling, spatial_correlation
+from rviflow.effects import design_matrix
 from rviflow.errors import InputError
 from rviflow.nulls import distance_matrix, null_coordinates, region_centroids
 from rviflow.parcellate import default_atlas, read_labels
@@ -88,22 +89,123 @@ def test_colocalisation_table_null_table_and_too_few_regions(centroids):
                      for m in ("reho", "cbf", "thickness")])
     tab, nulls = colocalisation(eff, centroids, "brainsmash", n_null=100)
     assert list(tab[["map_a", "map_b"]].iloc[0]) == ["reho", "cbf"] and tab["n_regions"].iloc[0] == 83
-    assert list(tab.columns) == ["map_a", "map_b", "n_regions", "r", "p_spatial_null", "p_parametric", "n_null",
-                                 "null_method"]
+    assert list(tab.columns) == ["map_a", "map_b", "n_regions", "n_subjects", "r", "p", "p_spatial_null",
+                                 "p_label_perm", "p_parametric", "n_null", "n_perm", "null_method", "method"]
+    assert (tab["method"] == "spatial_null_only").all() and (tab["p"] == tab["p_spatial_null"]).all()
     assert len(nulls) == 300 and nulls.groupby(["map_a", "map_b"]).size().eq(100).all()
+    assert (nulls["null"] == "spatial").all()
     with pytest.raises(InputError, match="3 regions with both maps"):
         spatial_correlation(pd.Series([1.0, 2, 3], index=regions[:3], name="a"),
                             pd.Series([1.0, 3, 2], index=regions[:3], name="b"), centroids, "brainsmash", 100)
 
 
-def test_coupling_matches_pearson():
+def test_coupling_is_the_partial_r_given_the_design():
+    """Reference: residuals of statsmodels OLS on the design, scipy's Pearson r of them, and the
+    t test with n - 2 - k dof written out. Both measures share an age slope and a site offset
+    (and no coupling in region z): plain Pearson r would call that coupling, the partial r not."""
+    import statsmodels.api as sm
+
     rng = np.random.default_rng(3)
-    ids = [f"sub-{i:02d}" for i in range(40)]
-    a = pd.DataFrame(rng.normal(size=(40, 3)), index=ids, columns=["x", "y", "z"])
-    b = a * 0.5 + pd.DataFrame(rng.normal(size=(40, 3)), index=ids, columns=["x", "y", "z"])
-    is_case = pd.Series(np.arange(40) < 20, index=ids)
-    tab = coupling({"reho": a, "cbf": b}, is_case, [("reho", "cbf")]).set_index("region")
+    n = 60
+    ids = [f"sub-{i:02d}" for i in range(n)]
+    parts = pd.DataFrame(dict(participant_id=ids, diagnosis=np.where(np.arange(n) % 2, "MDD", "HC"),
+                              age=rng.uniform(20, 70, n), site=[f"s{i % 3}" for i in range(n)]))
+    design = design_matrix(parts, "diagnosis", "MDD", "HC", ["age"], "site")
+    shared = (0.1 * parts["age"].to_numpy() + np.repeat([[0, 3, -3]], 20, 0).ravel())[:, None]
+    a = pd.DataFrame(rng.normal(size=(n, 3)) + shared, index=ids, columns=["x", "y", "z"])
+    b = pd.DataFrame(rng.normal(size=(n, 3)) + shared, index=ids, columns=["x", "y", "z"])
+    b[["x", "y"]] += a[["x", "y"]].to_numpy()
+    tab = coupling({"reho": a, "cbf": b}, design, [("reho", "cbf")]).set_index("region")
+    X = design.to_numpy(float)
     for r in ("x", "y", "z"):
-        assert tab.loc[r, "r"] == pytest.approx(stats.pearsonr(a[r], b[r])[0])
-        assert tab.loc[r, "r_case"] == pytest.approx(stats.pearsonr(a[r][:20], b[r][:20])[0])
-    assert (tab["q_fdr"] >= tab["p"] - 1e-12).all()
+        ra, rb = sm.OLS(a[r].to_numpy(), X).fit().resid, sm.OLS(b[r].to_numpy(), X).fit().resid
+        pr = stats.pearsonr(ra, rb)[0]
+        dof = n - X.shape[1] - 1
+        assert tab.loc[r, "r"] == pytest.approx(pr)
+        assert tab.loc[r, "p"] == pytest.approx(2 * stats.t.sf(abs(pr) * np.sqrt(dof / (1 - pr**2)), dof))
+        case = design["case"].to_numpy() == 1
+        Xc = design.loc[case].drop(columns="case").to_numpy(float)
+        rc = stats.pearsonr(sm.OLS(a[r][case].to_numpy(), Xc).fit().resid, sm.OLS(b[r][case].to_numpy(), Xc).fit().resid)[0]
+        assert tab.loc[r, "r_case"] == pytest.approx(rc)
+    assert stats.pearsonr(a["z"], b["z"])[1] < 1e-6 and tab.loc["z", "p"] > 0.05   # confound vs coupling
+    assert tab.loc["x", "p"] < 1e-6 and (tab["q_fdr"] >= tab["p"] - 1e-12).all()
+
+
+def test_freedman_lane_d_equals_statsmodels_on_permuted_residuals():
+    """Reference: Freedman-Lane written plainly: reduced-model fit + permuted residuals, full
+    model refitted by statsmodels per column; d = beta_case / residual SD. Permutations stay
+    within site and the identity gives :func:`rviflow.effects.effect_sizes`' d."""
+    import statsmodels.api as sm
+
+    from rviflow.effects import effect_sizes
+    from rviflow.permutation import FreedmanLane, within_block_permutations
+
+    rng = np.random.default_rng(0)
+    n, m = 90, 6
+    site = np.arange(n) % 3
+    parts = pd.DataFrame(dict(participant_id=[f"sub-{i:02d}" for i in range(n)],
+                              diagnosis=np.where(rng.random(n) < 0.5, "MDD", "HC"), age=rng.normal(40, 10, n),
+                              site=[f"s{s}" for s in site]))
+    design = design_matrix(parts, "diagnosis", "MDD", "HC", ["age"], "site")
+    X = design.to_numpy(float)
+    Y = rng.normal(size=(n, m)) + 0.02 * X[:, [2]] + X[:, [3]]
+    fl = FreedmanLane(Y, X, 1)
+    perms = within_block_permutations(site, n, 5, seed=1)
+    d = fl.d(perms, block=2)
+    Z = np.delete(X, 1, 1)
+    for i, p in enumerate(perms):
+        assert (site[p] == site).all() and sorted(p) == list(range(n))
+        for j in range(m):
+            red = sm.OLS(Y[:, j], Z).fit()
+            full = sm.OLS(red.fittedvalues + red.resid[p], X).fit()
+            assert d[i, j] == pytest.approx(full.params[1] / np.sqrt(full.scale), abs=1e-10)
+    eff = effect_sizes(pd.DataFrame(Y, index=design.index), design, "x")
+    np.testing.assert_allclose(fl.d()[0], eff["d"].to_numpy(), atol=1e-10)
+
+
+def test_label_permutation_removes_shared_noise_and_keeps_a_shared_effect(tmp_path):
+    """The issue's case, through the co-localisation step on files (what the Snakemake rule
+    runs): 120 subjects (60/60, 3 sites), three measures coupled within subject (r = 0.5 per
+    region: coupling.tsv shows it), no case-control difference. The d-maps correlate through
+    shared noise (r well above 0; the spatial null alone calls two or more pairs significant),
+    yet p = max(p_spatial_null, p_label_perm) > 0.05 for at least two of three pairs. The same
+    cohort with one smooth effect planted in all three measures: every pair p < 0.05."""
+    from calibration_sim import simulate_cohort
+
+    from rviflow.cohort_stats import CohortSpec, run_colocalisation
+    from rviflow.effects import effect_sizes
+    from rviflow.regional import write_tsv_atomic
+
+    img, labels = default_atlas()
+    for planted, check in ((0.0, "null"), (0.6, "effect")):
+        d = tmp_path / check
+        d.mkdir()
+        values, parts, design = simulate_cohort(n=120, n_sites=3, rho=0.5, planted_d=planted, seed=4)
+        assert design["case"].sum() == 60 and parts["site"].nunique() == 3
+        parts.to_csv(d / "participants.tsv", sep="\t", index=False)
+        tables = []
+        for m, v in values.items():
+            v.rename_axis("participant_id").reset_index().assign(session="").to_csv(d / f"{m}.tsv", sep="\t", index=False)
+            tables.append(str(d / f"{m}.tsv"))
+        eff = pd.concat([effect_sizes(v, design, m) for m, v in values.items()])
+        write_tsv_atomic(eff, d / "effect_sizes.tsv")
+        spec = CohortSpec(str(d / "participants.tsv"))
+        run_colocalisation(str(d / "effect_sizes.tsv"), img, labels, tables, list(values), spec, "brainsmash", 500,
+                           0, d / "coloc.tsv", d / "null.tsv", d / "coupling.tsv", n_perm=1000)
+        tab = pd.read_csv(d / "coloc.tsv", sep="\t")
+        nulls = pd.read_csv(d / "null.tsv", sep="\t")
+        coup = pd.read_csv(d / "coupling.tsv", sep="\t")
+        assert len(tab) == 3 and (tab["n_perm"] == 1000).all() and (tab["n_subjects"] == 120).all()
+        assert (tab["p"] == tab[["p_spatial_null", "p_label_perm"]].max(1)).all()
+        assert nulls.groupby(["map_a", "map_b", "null"]).size().unstack().to_dict("list") == {"label": [1000] * 3,
+                                                                                           "spatial": [500] * 3}
+        assert coup["r"].mean() == pytest.approx(0.5, abs=0.1)   # the within-subject coupling
+        # the observed maps are effect_sizes' d (complete data)
+        d_reho = eff[eff["measure"] == "reho"].set_index("region")["d"]
+        d_cbf = eff[eff["measure"] == "cbf"].set_index("region")["d"][d_reho.index]
+        assert tab["r"].iloc[0] == pytest.approx(stats.pearsonr(d_reho, d_cbf)[0], abs=1e-5)
+        if check == "null":
+            assert tab["r"].mean() > 0.2 and (tab["p_spatial_null"] < 0.05).sum() >= 2, tab   # shared noise
+            assert (tab["p"] > 0.05).sum() >= 2, tab
+        else:
+            assert (tab["p"] < 0.05).all(), tab

@@ -107,8 +107,12 @@ def test_run_writes_a_self_contained_report(pipeline_run):
         assert "No CBF in this run" in section_text(html, "measure-cbf")
     if (out / "group" / "colocalisation.tsv").exists():
         alts = [a["alt"] for a in page.images["colocalisation"]]
-        assert any("spatial-null p" in a for a in alts)
+        assert any("with the reported p" in a for a in alts)
         assert any("null distribution of r" in a for a in alts) or "not shown" in section_text(html, "colocalisation")
+        if not pd.read_csv(out / "group" / "colocalisation.tsv", sep="\t")["n_perm"].eq(0).all():
+            assert any("label-permutation null distribution of r" in a for a in alts)
+        if (out / "group" / "coupling.tsv").stat().st_size > 100:
+            assert "Subject-level coupling" in section_text(html, "colocalisation")
     if (out / "group" / "rvi.tsv").exists():
         assert any("ROC" in a["alt"] for a in page.images["rvi"])
     # cohort counts, methods from the config, per-subject snapshots linked from the table
@@ -291,3 +295,31 @@ def test_transcriptomics_tables_are_plotted(tmp_path):
     assert alts == ["reho: top gene weights", "reho_enrichment_go_bp: enrichment"]
     text = section_text(html, "transcriptomics")
     assert "G0" in text and "G39" in text and "variance_explained" in text
+
+
+def test_colocalisation_section_shows_both_nulls_and_coupling(tmp_path):
+    """Tables written by the co-localisation step itself (two measures, both nulls, coupling):
+    the section plots the spatial and the label-permutation null, states the reported p, and
+    summarises coupling.tsv apart from co-localisation."""
+    from calibration_sim import dk_geometry, simulate_cohort
+
+    from rviflow.coloc import colocalisation, coupling
+    from rviflow.effects import effect_sizes
+    from rviflow.report import RunData
+    from rviflow.report_sections import colocalisation_section
+
+    values, parts, design = simulate_cohort(n=60, seed=1, measures=("reho", "cbf"))
+    eff = pd.concat([effect_sizes(v, design, m) for m, v in values.items()])
+    tab, nulls = colocalisation(eff, dk_geometry()[0], "brainsmash", 100, 0, values=values, design=design,
+                                sites=parts.set_index("participant_id")["site"], n_perm=100)
+    (tmp_path / "group").mkdir()
+    for name, df in (("effect_sizes.tsv", eff), ("colocalisation.tsv", tab), ("colocalisation_null.tsv", nulls),
+                     ("coupling.tsv", coupling(values, design, [("reho", "cbf")]))):
+        df.to_csv(tmp_path / "group" / name, sep="\t", index=False)
+    run = RunData(tmp_path, dict(groups=dict(column="diagnosis", case="MDD", control="HC")))
+    html = colocalisation_section(run)
+    alts = re.findall(r'alt="([^"]*)"', html)
+    assert any("with the reported p" in a for a in alts)
+    assert any("brainsmash null distribution of r (100 null maps" in a for a in alts)
+    assert any("label-permutation null distribution of r (100 label permutations" in a for a in alts)
+    assert "intersection-union" in html and "Subject-level coupling" in html and "median_partial_r" in html

@@ -107,6 +107,42 @@ def test_fold_harmonisation_never_sees_the_scored_subject(monkeypatch):
     assert auc > 0.8  # the planted effect survives: fold-harmonised raw values, not the garbage
 
 
+def test_external_pattern_with_harmonisation_is_scored_on_fold_harmonised_values(monkeypatch):
+    """An external EP (e.g. ENIGMA-MDD thickness) with cohort.harmonize: ComBat is refitted in every
+    training fold without the diagnosis and applied to the held-out subjects, whose RVI is then
+    scored out of fold; the whole-cohort tables (harmonised with diagnosis preserved; here
+    garbage) are not used. Reference for one fold: the same steps called by hand."""
+    import rviflow.harmonize as harmonize
+    from rviflow.harmonize import apply_combat, combat_covariates, fit_combat
+    from rviflow.rvi import apply_normaliser, fit_normaliser, rvi_scores
+
+    rng = np.random.default_rng(5)
+    p, vals, X = _cohort(rng, 20, 20, 10, -1.5, n_effect=5)
+    sites = p.set_index("participant_id")["site"]
+    raw = vals + sites.map({"a": 0.0, "b": 2.0, "c": -2.0}).to_numpy()[:, None]
+    cov = combat_covariates(X, sites).drop(columns="case")
+    ep = pd.Series(np.r_[-np.ones(5), np.zeros(5)] + rng.normal(0, 0.05, 10), index=vals.columns)
+    fits = []
+    real_fit = harmonize.fit_combat
+    monkeypatch.setattr(harmonize, "fit_combat", lambda v, c, *a, **k: fits.append((set(v.index), list(c.columns)))
+                        or real_fit(v, c, *a, **k))
+    garbage = pd.DataFrame(rng.normal(size=vals.shape), index=vals.index, columns=vals.columns)
+    out = cross_validated_rvi(garbage, X, "x", n_folds=4, sites=sites, site_column="site", external_ep=ep, raw=raw,
+                              combat_covars=cov)
+    assert sorted(out["fold"].unique()) == [1, 2, 3, 4] and len(fits) == 4
+    for fold, (train, cols) in enumerate(fits, 1):
+        assert not train & set(out.index[out["fold"] == fold]) and "case" not in cols
+    test = out.index[out["fold"] == 1]
+    train = vals.index.difference(test)
+    model, htr = fit_combat(raw.loc[train], cov, 2)
+    c = covariate_design(X, "site", False)
+    norm, _ = fit_normaliser(htr, c.loc[train], X.loc[train, "case"].to_numpy() == 0)
+    z = apply_normaliser(norm, apply_combat(model, raw.loc[test], cov), c.loc[test])
+    np.testing.assert_allclose(out.loc[test, "rvi"], rvi_scores(z, ep)["rvi"], rtol=1e-10)
+    auc, _ = auc_delong(out["rvi"].to_numpy(), X.loc[out.index, "case"].to_numpy() == 1)
+    assert auc > 0.8  # cases are lowered in regions 0-4 as the EP says: the raw values were scored, not garbage
+
+
 def test_leaky_expected_pattern_would_be_caught():
     """No group effect at all: an EP fitted on everyone makes cases look disorder-like (AUC ~1);
     the cross-validated RVI stays at chance."""
@@ -163,3 +199,37 @@ def test_too_few_subjects_for_folds_is_a_clear_message():
     with pytest.raises(InputError, match="RVI needs at least 2 of each"):
         cross_validated_rvi(vals.iloc[5:], X.iloc[5:], "x")
     assert list(covariate_design(X, "site", True).columns) == ["intercept", "age", "sex_M"]
+
+
+@pytest.mark.parametrize("case", ["cohort_ep", "cohort_ep_within_site", "fold_combat", "external_whole",
+                                  "external_fold_combat"])
+def test_permutation_null_row0_is_the_reported_summary(case):
+    """rvi_null recomputes the cross-validated RVI from cached label-free parts: with the observed
+    labels (row 0) it must give rvi_summary's numbers for cross_validated_rvi's scores, in every
+    mode (cohort EP, ComBat in folds, external EP on the whole cohort or in folds)."""
+    from rviflow.discrimination import rvi_summary
+    from rviflow.harmonize import combat_covariates
+    from rviflow.rvi_null import permutation_p, rvi_permutation_null
+
+    rng = np.random.default_rng(6)
+    p, vals, X = _cohort(rng, 24, 21, 10, -0.6, n_effect=5)
+    sites = p.set_index("participant_id")["site"]
+    raw = vals + sites.map({"a": 0.0, "b": 1.0, "c": -1.0}).to_numpy()[:, None]
+    ext = pd.Series(np.r_[-np.ones(5), np.zeros(5)], index=vals.columns) if "external" in case else None
+    combat = (raw, combat_covariates(X, sites).drop(columns="case")) if "combat" in case else (None, None)
+    kw = dict(sites=sites, site_column="site", external_ep=ext, raw=combat[0], combat_covars=combat[1],
+              within_site="within_site" in case)
+    out = cross_validated_rvi(vals, X, "x", 4, 3, **kw)
+    summ = rvi_summary(out.rename_axis("participant_id").reset_index().assign(measure="x"), X).set_index("statistic")
+    null = rvi_permutation_null(vals, X, "x", 4, 3, n_perm=30, **kw)
+    for stat in ("auc_rvi", "auc_best_region", "d_rvi"):
+        assert null[stat].iloc[0] == pytest.approx(summ.loc[stat, "estimate"], abs=1e-10), stat
+    assert null["auc_diff"].iloc[0] == pytest.approx(summ.loc["auc_rvi_minus_best_region", "estimate"], abs=1e-10)
+    assert len(null) == 31 and null["auc_rvi"].iloc[1:].std() > 0
+    p_perm = permutation_p(null)
+    assert p_perm["auc_rvi"] == pytest.approx(min(1, 2 * min((1 + (null["auc_rvi"][1:] >= null["auc_rvi"][0]).sum()),
+                                                             (1 + (null["auc_rvi"][1:] <= null["auc_rvi"][0]).sum())) / 31))
+    with_perm = rvi_summary(out.rename_axis("participant_id").reset_index().assign(measure="x"), X, {"x": p_perm},
+                            30).set_index("statistic")
+    assert with_perm.loc["auc_rvi", "p"] == p_perm["auc_rvi"] and with_perm.loc["auc_rvi", "n_perm"] == 30
+    assert with_perm.loc["auc_rvi", "p_parametric"] == summ.loc["auc_rvi", "p"]

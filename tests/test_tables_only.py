@@ -69,14 +69,17 @@ def test_spin_colocalisation_and_saved_null(tables_run):
     proc, out, cohort = tables_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     coloc = pd.read_csv(out / "group" / "colocalisation.tsv", sep="\t")
-    assert list(coloc.columns[:5]) == ["map_a", "map_b", "n_regions", "r", "p_spatial_null"]
+    assert list(coloc.columns[:7]) == ["map_a", "map_b", "n_regions", "n_subjects", "r", "p", "p_spatial_null"]
     assert (coloc["null_method"] == "spin").all() and (coloc["n_regions"] == 68).all()  # DK cortex only
-    assert (coloc["n_null"] == 1000).all()
-    # ReHo and CBF are planted in overlapping regions: their d maps co-localise beyond the spin null
+    assert (coloc["n_null"] == 1000).all() and (coloc["n_perm"] == 1000).all()
+    # ReHo and CBF are planted in overlapping regions: their d maps co-localise beyond both nulls
+    # (CBF lacks sub-048, so the pair's maps use the 47 subjects with both)
     pair = coloc[coloc[["map_a", "map_b"]].apply(set, axis=1) == {"reho", "cbf"}].iloc[0]
-    assert pair["r"] > 0.3 and pair["p_spatial_null"] < 0.05
+    assert pair["r"] > 0.3 and pair["p"] < 0.05 and pair["n_subjects"] == N - 1
+    assert pair["p"] == max(pair["p_spatial_null"], pair["p_label_perm"])
     null = pd.read_csv(out / "group" / "colocalisation_null.tsv", sep="\t")
-    assert len(null) == 3 * 1000 and set(zip(null["map_a"], null["map_b"])) == set(zip(coloc["map_a"], coloc["map_b"]))
+    assert len(null) == 3 * 2000 and set(zip(null["map_a"], null["map_b"])) == set(zip(coloc["map_a"], coloc["map_b"]))
+    assert null.groupby("null").size().to_dict() == {"label": 3000, "spatial": 3000}
 
 
 def test_rows_without_a_participant_are_left_out_and_reported(tables_run):

@@ -178,22 +178,27 @@ def run_effect_summaries(tables: list[str], measures: list[str], spec: CohortSpe
 
 def run_colocalisation(effects_tsv: str, atlas_image: str, atlas_labels: str, tables: list[str], measures: list[str],
                        spec: CohortSpec, null_method: str, n_null: int, seed: int, out_coloc: str, out_null: str,
-                       out_coupling: str) -> None:
-    """group/colocalisation.tsv (+ its null r values, colocalisation_null.tsv) and coupling.tsv."""
+                       out_coupling: str, n_perm: int = 1000) -> None:
+    """group/colocalisation.tsv (+ its spatial and label-permutation null r values,
+    colocalisation_null.tsv) and coupling.tsv.
+
+    ``tables`` are the ones the effect sizes came from: the label permutation recomputes both
+    d-maps from them (:func:`rviflow.coloc.colocalisation`)."""
     from .coloc import colocalisation, coupling
     from .nulls import null_coordinates
     from .parcellate import read_labels
 
     effects = pd.read_csv(effects_tsv, sep="\t")
     coords = null_coordinates(null_method, atlas_image, read_labels(atlas_labels))
-    coloc, nulls = colocalisation(effects, coords, null_method, n_null, seed)
     values = load_measures(dict(zip(measures, tables)))
     parts = spec.participants()
     ids = sorted(set().union(*[set(v.index) for v in values.values()]))
-    is_case = spec.design(ids, parts)["case"] == 1
+    design = spec.design(ids, parts)
+    coloc, nulls = colocalisation(effects, coords, null_method, n_null, seed, values=values, design=design,
+                                  sites=spec.sites(parts), n_perm=n_perm)
     # ReHo-CBF first (the study's coupling); every other pair of measures too
     pairs = [(a, b) for i, a in enumerate(measures) for b in measures[i + 1:]]
-    write_all({out_coloc: coloc, out_null: nulls, out_coupling: coupling(values, is_case, pairs)})
+    write_all({out_coloc: coloc, out_null: nulls, out_coupling: coupling(values, design, pairs)})
 
 
 # --- RVI -------------------------------------------------------------------------------------------
@@ -211,22 +216,25 @@ def expected_pattern_source(measure: str, patterns: dict[str, str]) -> pd.Series
 def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int, seed: int, within_site: bool,
             patterns: dict[str, str], combat_models: list[str] | None, out_rvi: str, out_summary: str,
             out_symptoms: str, out_patterns: list[str], out_references: list[str], n_boot: int = 1000,
-            raw_tables: list[str] | None = None, min_per_site: int = 2) -> None:
+            raw_tables: list[str] | None = None, min_per_site: int = 2, n_perm: int = 0) -> None:
     """group/rvi.tsv, rvi_summary.tsv, rvi_symptoms.tsv, expected_pattern_<m>.tsv, models/reference_<m>.pkl.
 
     ``tables`` are the statistics' tables (ComBat-harmonised on the whole cohort when
     ``combat_models``); with ``raw_tables`` (the unharmonised ones) the cross-validated RVI
-    refits ComBat inside each fold instead (:func:`rviflow.rvi.cross_validated_rvi`).
+    refits ComBat inside each fold instead (:func:`rviflow.rvi.cross_validated_rvi`). ``n_perm``
+    label permutations (0 = none) give the p of the AUCs and of d of the RVI
+    (:mod:`rviflow.rvi_null`).
     """
     from .discrimination import SYMPTOM_COLUMNS, rvi_summary, rvi_symptoms
     from .harmonize import fit_combat, load_model
     from .rvi import cohort_expected_pattern, cross_validated_rvi, fit_reference
+    from .rvi_null import permutation_p, rvi_permutation_null
 
     values = load_measures(dict(zip(measures, tables)))
     raw = load_measures(dict(zip(measures, raw_tables))) if raw_tables else {}
     parts = spec.participants()
     sites = spec.sites(parts)
-    rvis, eps, refs = [], {}, {}
+    rvis, eps, refs, perm_p = [], {}, {}, {}
     for i, (m, v) in enumerate(values.items()):
         design = spec.design(v.index, parts)
         _check_groups(design, spec, m)
@@ -237,6 +245,10 @@ def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int
         r = cross_validated_rvi(v, design, m, folds, seed, sites, spec.site_column, within_site,
                                 spec.min_per_group, ext, raw.get(m), fold_combat, min_per_site)
         rvis.append(r.rename_axis("participant_id").reset_index().assign(measure=m))
+        if n_perm:
+            perm_p[m] = permutation_p(rvi_permutation_null(v, design, m, folds, seed, sites, spec.site_column,
+                                                           within_site, ext, raw.get(m), fold_combat, min_per_site,
+                                                           n_perm))
         full = effect_sizes(v, design, m, spec.min_per_group)
         eps[m] = full[["region", "d", "se", "ci_low", "ci_high", "p", "q_fdr", "n_case", "n_control"]]
         ep = ext if ext is not None else cohort_expected_pattern(v, design, m, spec.min_per_group)
@@ -252,7 +264,7 @@ def run_rvi(tables: list[str], measures: list[str], spec: CohortSpec, folds: int
     rvi = pd.concat(rvis, ignore_index=True)
     ids = sorted(set(rvi["participant_id"]))
     design = spec.design(ids, parts)
-    summary = rvi_summary(rvi, design)
+    summary = rvi_summary(rvi, design, perm_p, n_perm)
     sym = spec.symptom_table(parts)
     symptoms = (rvi_symptoms(rvi, design, sym, n_boot=n_boot, seed=seed) if sym is not None
                 else pd.DataFrame(columns=SYMPTOM_COLUMNS))

@@ -3,7 +3,10 @@
 - AUC with DeLong's variance (DeLong et al. 1988, fast midrank form of Sun & Xu 2014), a CI on
   the logit scale clipped to [0, 1] and the paired DeLong test of two scores on the same subjects;
 - :func:`rvi_summary`: per measure, AUC of the out-of-fold RVI, AUC of the best single region
-  chosen in the same folds, adjusted d of the RVI; measures compared pairwise (paired DeLong);
+  chosen in the same folds, adjusted d of the RVI; measures compared pairwise (paired DeLong).
+  Out-of-fold scores are dependent (shared training folds), so DeLong's and the t test's p are
+  anti-conservative for them: with a label-permutation null (:mod:`rviflow.rvi_null`) ``p`` is the
+  permutation p and the parametric one stays in ``p_parametric``;
 - :func:`rvi_symptoms`: partial correlation of each measure's RVI with a symptom score within
   patients (covariates regressed out of both), Fisher-z CI; measures compared by a paired
   bootstrap of the difference in partial r.
@@ -19,7 +22,8 @@ from .effects import effect_sizes
 from .errors import InputError
 
 Z95 = stats.norm.ppf(0.975)
-SUMMARY_COLUMNS = ["measure", "statistic", "estimate", "ci_low", "ci_high", "p", "n_case", "n_control", "note"]
+SUMMARY_COLUMNS = ["measure", "statistic", "estimate", "ci_low", "ci_high", "p", "p_parametric", "n_perm", "n_case",
+                   "n_control", "note"]
 SYMPTOM_COLUMNS = ["measure", "symptom", "statistic", "estimate", "ci_low", "ci_high", "p", "n"]
 
 
@@ -61,14 +65,19 @@ def delong_paired(s1: np.ndarray, s2: np.ndarray, is_case: np.ndarray) -> tuple[
     return diff, p
 
 
-def rvi_summary(rvi: pd.DataFrame, design: pd.DataFrame) -> pd.DataFrame:
+def rvi_summary(rvi: pd.DataFrame, design: pd.DataFrame, perm_p: dict[str, dict[str, float]] | None = None,
+                n_perm: int = 0) -> pd.DataFrame:
     """Discrimination per measure from :func:`rviflow.rvi.cross_validated_rvi` outputs.
 
     Parameters
     ----------
     rvi : long table (participant_id, measure, rvi, avi, fold, single_region, best_region)
     design : :func:`rviflow.effects.design_matrix` of the cohort (case column, covariates)
+    perm_p : measure -> {auc_rvi, auc_best_region, d_rvi: permutation p}
+        (:func:`rviflow.rvi_null.permutation_p`); those rows' ``p`` (``p_parametric`` keeps
+        DeLong's / the t test's). Other rows: ``p`` = ``p_parametric``, n_perm 0.
     """
+    perm_p = perm_p or {}
     rows = []
     per = {}
     for m, g in rvi.groupby("measure", sort=False):
@@ -91,6 +100,15 @@ def rvi_summary(rvi: pd.DataFrame, design: pd.DataFrame) -> pd.DataFrame:
         eff = effect_sizes(g[["rvi"]], design.loc[g.index], m, min_per_group=2).iloc[0]
         rows.append(dict(measure=m, statistic="d_rvi", estimate=eff["d"], ci_low=eff["ci_low"],
                          ci_high=eff["ci_high"], p=eff["p"], n_case=n1, n_control=n0, note="covariate-adjusted"))
+    for row in rows:
+        row["p_parametric"] = row["p"]
+        pp = perm_p.get(row["measure"], {}).get(row["statistic"])
+        row["n_perm"] = n_perm if pp is not None else 0
+        if pp is not None:
+            row["p"] = pp
+            row["note"] += (f"; DeLong variance x the fold-dependence inflation from {n_perm} label permutations"
+                            if row["statistic"] == "auc_rvi_minus_best_region" else
+                            f"; p from {n_perm} label permutations (cross-validation repeated)")
     names = list(per)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -99,9 +117,17 @@ def rvi_summary(rvi: pd.DataFrame, design: pd.DataFrame) -> pd.DataFrame:
                 continue
             case = design.loc[common, "case"].to_numpy() == 1
             diff, p = delong_paired(per[a][0].loc[common, "rvi"], per[b][0].loc[common, "rvi"], case)
+            note, p_par = "paired DeLong on subjects with both", p
+            infl = [perm_p.get(m, {}).get("auc_inflation") for m in (a, b)]
+            if None not in infl and p < 1:
+                # the fold dependence inflates each AUC's variance by the factor its permutations
+                # measure; the difference's DeLong variance is scaled by their mean (an approximation)
+                f = float(np.mean(infl))
+                p = float(2 * stats.norm.sf(stats.norm.isf(p / 2) / np.sqrt(f)))
+                note += f"; DeLong variance x {f:.2f} (fold-dependence inflation from label permutations)"
             rows.append(dict(measure=f"{a}-{b}", statistic="auc_rvi_difference", estimate=diff, ci_low=np.nan,
-                             ci_high=np.nan, p=p, n_case=int(case.sum()), n_control=int((~case).sum()),
-                             note="paired DeLong on subjects with both"))
+                             ci_high=np.nan, p=p, p_parametric=p_par, n_perm=n_perm if None not in infl else 0,
+                             n_case=int(case.sum()), n_control=int((~case).sum()), note=note))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

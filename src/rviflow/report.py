@@ -109,16 +109,19 @@ class RunData:
                 out.setdefault(path.name.split("_")[0], []).append(("CBF (ml/100 g/min)", str(path), "inferno"))
         return out
 
-    def spatial_null(self, a: str, b: str) -> tuple[np.ndarray | None, str]:
-        """(null r of measure a vs measure b, where it comes from): the null the co-localisation
-        step drew and saved (group/colocalisation_null.tsv: map_a, map_b, r), never redrawn here."""
+    def spatial_null(self, a: str, b: str, null: str = "spatial") -> tuple[np.ndarray | None, str]:
+        """(null r of measure a vs measure b, where it comes from): the ``null`` (spatial or label)
+        the co-localisation step drew and saved (group/colocalisation_null.tsv: map_a, map_b,
+        [null], r), never redrawn here. A table without a ``null`` column holds spatial nulls."""
         saved, note = self.table("colocalisation_null.tsv", ["map_a", "map_b", "r"])
         if saved is None:
             return None, note
-        r = saved.loc[(saved["map_a"] == a) & (saved["map_b"] == b), "r"]
+        kind = saved["null"] if "null" in saved.columns else pd.Series("spatial", index=saved.index)
+        r = saved.loc[(saved["map_a"] == a) & (saved["map_b"] == b) & (kind == null), "r"]
         if not len(r):
-            return None, f"group/colocalisation_null.tsv has no rows for {a} vs {b}"
-        return r.to_numpy(float), f"{len(r)} null maps saved by the co-localisation step"
+            return None, f"group/colocalisation_null.tsv has no {null} null rows for {a} vs {b}"
+        what = "null maps" if null == "spatial" else "label permutations"
+        return r.to_numpy(float), f"{len(r)} {what} saved by the co-localisation step"
 
     def versions(self) -> dict[str, str]:
         """Software versions recorded by the run's ReHo / CBF sidecars, plus this process's locked packages."""

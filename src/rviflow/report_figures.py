@@ -225,7 +225,7 @@ def subject_snapshot(maps: list[tuple[str, str, str]], title: str) -> str:
 # --- co-localisation, RVI, prediction, transcriptomics ---------------------------------------
 
 def coloc_scatter(da: pd.Series, db: pd.Series, r: float, p: float, title: str) -> str:
-    """Regional d of one measure against another, with the spatial-null p."""
+    """Regional d of one measure against another, with the co-localisation p."""
     both = pd.concat([da.rename("a"), db.rename("b")], axis=1, join="inner").dropna()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.scatter(both["a"], both["b"], s=14, color=GROUP_COLOURS[1])
@@ -237,15 +237,16 @@ def coloc_scatter(da: pd.Series, db: pd.Series, r: float, p: float, title: str) 
     ax.axvline(0, color="#bbb", lw=0.6)
     ax.set_xlabel(f"d {da.name}")
     ax.set_ylabel(f"d {db.name}")
-    ax.set_title(f"{title}\nr = {r:.2f}, p(spatial null) = {p:.3g}", fontsize=10)
+    ax.set_title(f"{title}\nr = {r:.2f}, p = {p:.3g}", fontsize=10)
     return png_uri(fig)
 
 
-def null_histogram(null: np.ndarray, r: float, title: str) -> str:
+def null_histogram(null: np.ndarray, r: float, title: str, null_name: str = "spatial-autocorrelation-preserving null"
+                   ) -> str:
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     ax.hist(null, bins=40, color="#aaa")
     ax.axvline(r, color=GROUP_COLOURS[0], lw=2, label=f"observed r = {r:.2f}")
-    ax.set_xlabel("r under the spatial-autocorrelation-preserving null")
+    ax.set_xlabel(f"r under the {null_name}")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return png_uri(fig)

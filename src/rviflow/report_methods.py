@@ -50,6 +50,14 @@ REFERENCES = {
             "2020;220:117038. doi:10.1016/j.neuroimage.2020.117038",
     "spin": "Alexander-Bloch AF, et al. On testing for spatial correspondence between maps of human brain "
             "structure and function. NeuroImage. 2018;178:540-551. doi:10.1016/j.neuroimage.2018.05.070",
+    "berger": "Berger RL. Multiparameter hypothesis testing and acceptance sampling. Technometrics. "
+              "1982;24(4):295-300. doi:10.1080/00401706.1982.10487790",
+    "freedman_lane": "Freedman D, Lane D. A nonstochastic interpretation of reported significance levels. J Bus "
+                     "Econ Stat. 1983;1(4):292-298. doi:10.1080/07350015.1983.10509354",
+    "winkler": "Winkler AM, et al. Permutation inference for the general linear model. NeuroImage. "
+               "2014;92:381-397. doi:10.1016/j.neuroimage.2014.01.060",
+    "ojala": "Ojala M, Garriga GC. Permutation tests for studying classifier performance. J Mach Learn Res. "
+             "2010;11:1833-1863.",
     "rvi": "Kochunov P, et al. Translating ENIGMA schizophrenia findings using the regional vulnerability index: "
            "association with cognition, symptoms, and disease trajectory. Hum Brain Mapp. 2022;43(1):566-575; "
            "and the RVIpkg R package (CRAN).",
@@ -177,16 +185,29 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
         nulls = (f"{n_null} spin-test permutations of the Desikan-Killiany cortical parcels on the fsaverage5 "
                  f"sphere {c('spin')}" if col.get("null_method") == "spin" else
                  f"{n_null} BrainSMASH surrogate maps {c('burt')}")
-        paras.append(f"Spatial co-localisation of the effect-size maps was Pearson's r across regions, tested "
-                     f"against {nulls} preserving spatial autocorrelation.")
+        n_perm = col.get("n_perm", 1000)
+        paras.append(f"Spatial co-localisation of the effect-size maps was Pearson's r across regions. Two nulls "
+                     f"were used, because two things other than a shared disease effect make r large: spatial "
+                     f"autocorrelation, tested against {nulls} of the first map; and sampling error shared by two "
+                     f"maps computed from the same subjects whose measures are coupled, tested by permuting the "
+                     f"diagnosis within site {c('winkler')} ({n_perm} permutations; covariates by Freedman-Lane "
+                     f"{c('freedman_lane')}) and recomputing both maps. The reported p is the larger of the two "
+                     f"(an intersection-union test {c('berger')}), valid whichever null holds. Subject-level "
+                     f"coupling of two measures per region (partial r across subjects, adjusted for diagnosis, "
+                     f"covariates and site) answers a different question and is reported separately.")
     if present.get("rvi"):
         rv = cohort.get("rvi", {})
         paras.append(f"The regional vulnerability index (RVI) {c('rvi')} of each subject was the correlation of "
                      f"its covariate-adjusted, rank-normalised regional z-scores (relative to controls) with the "
                      f"expected pattern of regional d, derived out of fold ({rv.get('folds')} folds"
                      f"{', ComBat refitted within training folds' if present.get('harmonized') else ''}) unless an "
-                     f"external pattern was given {c('schmaal')}; discrimination was the area under the ROC curve "
-                     f"with DeLong confidence intervals {c('delong')}, as in {c('kochunov2025')}.")
+                     f"external pattern was given {c('schmaal')}"
+                     f"{' (then scored out of fold on fold-harmonised values)' if present.get('harmonized') else ''}"
+                     f"; discrimination was the area under the ROC curve "
+                     f"with DeLong confidence intervals {c('delong')}, as in {c('kochunov2025')}"
+                     + (f"; because out-of-fold scores are dependent, the p of each AUC and of the RVI's d came from "
+                        f"{rv.get('n_perm')} diagnosis permutations within fold and site with the cross-validation "
+                        f"repeated {c('ojala')}" if rv.get("n_perm") else "") + ".")
     if present.get("prediction"):
         pr = cohort.get("prediction", {})
         paras.append(f"Diagnosis (and symptom scores, when present) were predicted from regional features with "

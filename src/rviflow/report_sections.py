@@ -159,18 +159,35 @@ def colocalisation_section(run) -> str:
     if coloc is None or coloc.empty:
         return missing(f"No co-localisation: {note or 'group/colocalisation.tsv has no rows'} (it needs two "
                        "measures, e.g. ReHo and CBF).")
-    html = [table(coloc)]
+    html = [table(coloc), "<p>r is tested against two nulls: null maps of the first map that keep its spatial "
+            "autocorrelation (p_spatial_null), and the diagnosis permuted within site with both maps "
+            "recomputed (p_label_perm), which keeps the sampling error two maps of the same subjects share "
+            "when their measures are coupled. p is the larger (intersection-union test): co-localisation only "
+            "when r beats both. This is not the subject-level coupling below (coupling.tsv: do two measures go "
+            "together across subjects within a region?), which can be strong without any disease effect.</p>"]
     for _, row in coloc.iterrows():
         a, b = row["map_a"], row["map_b"]
         da = run.effects[run.effects["measure"] == a].set_index("region")["d"].rename(title_of(a))
         db = run.effects[run.effects["measure"] == b].set_index("region")["d"].rename(title_of(b))
         pair = f"{title_of(a)} vs {title_of(b)}"
-        html.append(img(fig.coloc_scatter(da, db, row["r"], row["p_spatial_null"], pair),
-                        f"{pair}: regional d with the spatial-null p"))
-        null, how = run.spatial_null(a, b)
+        p = row["p"] if "p" in row and pd.notna(row.get("p")) else row["p_spatial_null"]
+        html.append(img(fig.coloc_scatter(da, db, row["r"], p, pair), f"{pair}: regional d with the reported p"))
         method = row.get("null_method", "spatial")
-        html.append(img(fig.null_histogram(null, row["r"], pair), f"{pair}: {method} null distribution of r ({how})")
-                    if null is not None else missing(f"Null distribution of {pair} not shown: {how}."))
+        for kind, label in (("spatial", f"{method} null"), ("label", "label-permutation null")):
+            null, how = run.spatial_null(a, b, kind)
+            if null is not None:
+                html.append(img(fig.null_histogram(null, row["r"], pair, label),
+                                f"{pair}: {label} distribution of r ({how})"))
+            elif kind == "spatial" or row.get("n_perm", 0):
+                html.append(missing(f"{label.capitalize()} distribution of {pair} not shown: {how}."))
+    coupling, _ = run.table("coupling.tsv", ["measure_a", "measure_b", "region", "r", "q_fdr"])
+    if coupling is not None and not coupling.empty:
+        summ = (coupling.groupby(["measure_a", "measure_b"], sort=False)
+                .agg(regions=("region", "size"), median_partial_r=("r", "median"),
+                     regions_q_below_0_05=("q_fdr", lambda q: int((q < 0.05).sum()))).reset_index())
+        html.append("<h3>Subject-level coupling (coupling.tsv)</h3><p>Partial r across subjects of two measures in "
+                    "each region, adjusted for diagnosis, covariates and site (per region in coupling.tsv).</p>"
+                    + table(summ))
     return "".join(html)
 
 

@@ -203,15 +203,18 @@ def cross_validated_rvi(
     """Out-of-fold RVI / AVI of every subject, and the best single region chosen in the same folds.
 
     In each of ``n_folds`` stratified folds the normalisation and (unless ``external_ep``) the EP
-    are fitted on the other folds only. With an external EP the RVI follows RVIpkg on the whole
-    cohort (fold 0: the EP is not learnt from these labels); the single-region baseline is still
-    chosen in folds (the region with the largest training |d|, its z signed by that d).
+    are fitted on the other folds only. With an external EP and no ``raw`` the RVI follows RVIpkg
+    on the whole cohort (fold 0: the EP is not learnt from these labels); the single-region
+    baseline is still chosen in folds (the region with the largest training |d|, its z signed by
+    that d).
 
     ``raw`` and ``combat_covars`` (:func:`rviflow.harmonize.combat_covariates` without the case
     column) harmonise inside the folds: ComBat is fitted on each fold's training subjects of
     ``raw`` and applied to its held-out subjects, as in :mod:`rviflow.predict`, so neither the EP
     nor the site adjustment sees a scored subject or its label (a whole-cohort ComBat preserving
-    diagnosis would). ``values`` (e.g. harmonised on the whole cohort) then serve fold 0 only.
+    diagnosis would). This holds for an external EP too: its RVI is then scored out of fold
+    (folds 1..k) on the fold-harmonised values, and ``values`` (e.g. harmonised on the whole
+    cohort with diagnosis preserved) are not used for any score.
 
     Returns
     -------
@@ -227,7 +230,7 @@ def cross_validated_rvi(
     k = min(n_folds, n_min)
     cov = covariate_design(design, site_column, within_site)
     out = pd.DataFrame(index=values.index, columns=["rvi", "avi", "fold", "single_region", "best_region"], dtype=object)
-    if external_ep is not None:
+    if external_ep is not None and combat_covars is None:
         _, z = fit_normaliser(values, cov, ~case, sites, within_site, measure)
         out[["rvi", "avi"]] = rvi_scores(z, external_ep).to_numpy()
         out["fold"] = 0
@@ -243,8 +246,8 @@ def cross_validated_rvi(
         norm, _ = fit_normaliser(vtr, cov.loc[itr], ~case[tr], sites, within_site, what)
         ep = cohort_expected_pattern(vtr, design.loc[itr], measure, min_per_group)
         z = apply_normaliser(norm, vte, cov.loc[ite], sites, what)
-        if external_ep is None:
-            out.loc[ite, ["rvi", "avi"]] = rvi_scores(z, ep).to_numpy()
+        if external_ep is None or combat_covars is not None:
+            out.loc[ite, ["rvi", "avi"]] = rvi_scores(z, ep if external_ep is None else external_ep).to_numpy()
             out.loc[ite, "fold"] = fold
         best = ep.abs().idxmax()
         out.loc[ite, "single_region"] = (z[best] * np.sign(ep[best])).to_numpy()

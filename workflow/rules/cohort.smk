@@ -172,6 +172,7 @@ rule colocalisation:
         measures=MEASURES,
         null_method=COLOC["null_method"],
         n_nulls=COLOC["n_nulls"],
+        n_perm=COLOC["n_perm"],
         seed=COHORT["seed"],
     log:
         os.path.join(OUT, "logs", "colocalisation.log"),
@@ -204,6 +205,7 @@ rule rvi:
         folds=COHORT["rvi"]["folds"],
         within_site=COHORT["rvi"]["within_site"],
         expected_patterns=COHORT["rvi"]["expected_patterns"],
+        n_perm=COHORT["rvi"]["n_perm"],
         n_boot=COHORT["n_boot"],
         seed=COHORT["seed"],
         min_per_site=2,  # per training fold, as in prediction
