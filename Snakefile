@@ -24,6 +24,7 @@ if IMAGING:  # fmriprep_dir given; else the cohort stage runs on regional tables
     include: "workflow/rules/parcellate.smk"
     include: "workflow/rules/cbf.smk"
     include: "workflow/rules/batch.smk"
+    include: "workflow/rules/measures.smk"
 
 
 include: "workflow/rules/cohort_inputs.smk"

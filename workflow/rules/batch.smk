@@ -17,6 +17,7 @@ rule reho_batch:
         plan=lambda w: [reho_chain(k) for k in REHO_BATCHES[w.batch]],
         intermediates=lambda w: [] if config["denoise"]["keep_denoised"] else
         [_scan_file(rules.denoise.output.bold, k) for k in REHO_BATCHES[w.batch]],
+    threads: REGISTRY["reho"].threads
     log:
         os.path.join(OUT, "logs", "reho_batch", "batch-{batch}.log"),
     resources:

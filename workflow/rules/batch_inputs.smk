@@ -28,7 +28,7 @@ def reho_chain(key):
         dict(step="reho", kwargs=dict(bold=f(den.bold), bold_json=f(den.json), mask=s.mask,
                                       outputs={k: f(reho[k]) for k in ("reho", "mreho", "zreho", "mask", "json")},
                                       work_dir=work_dir("reho", key), options=REHO_OPTIONS,
-                                      log=log_path("reho", key), **common)),
+                                      log=log_path("reho", key), threads=REGISTRY["reho"].threads, **common)),
         dict(step="parcellate", kwargs=dict(
             in_map=f(rules.parcellate_reho.input.map), in_json=f(reho.json), valid_mask=f(reho.mask),
             atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure="reho",

@@ -7,6 +7,7 @@ import pandas as pd
 from rviflow.bids_io import (check_config_paths, derivative_path, discover_scans, match_participants,
                              read_participants)
 from rviflow.errors import InputError
+from rviflow.measures import GENERATED, REGISTRY, collect_rule, step_options
 from rviflow.parcellate import resolve_atlas
 
 for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given

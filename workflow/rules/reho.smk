@@ -47,6 +47,7 @@ rule reho:
         options=REHO_OPTIONS,
         work_dir=work_dir("reho"),
         on_error=config["on_subject_error"],
+    threads: REGISTRY["reho"].threads
     log:
         log_path("reho"),
     resources:
