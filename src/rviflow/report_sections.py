@@ -52,6 +52,19 @@ def qc_metrics(qc: pd.DataFrame, step: str) -> pd.DataFrame:
 
 # --- cohort overview ---------------------------------------------------------------------------
 
+def scans_used(qc: pd.DataFrame) -> str:
+    """Which session and which scans each subject contributed (qc.tsv steps session, combine_*)."""
+    rows = qc[(qc["step"].astype(str).isin(["session"]) | qc["step"].astype(str).str.startswith("combine_"))
+              & (qc["status"] == "ok")]
+    if rows.empty:
+        return ""
+    ses = rows.loc[rows["step"] == "session", "session"].value_counts()
+    head = ("<p>Session analysed: " + ", ".join(f"ses-{k} ({v} subjects)" for k, v in ses.items()) + "</p>"
+            if len(ses) else "")
+    return ("<h3>Sessions and scans analysed</h3>" + head
+            + table(rows[["participant_id", "session", "step", "reason"]].rename(columns={"reason": "scans"}), 200))
+
+
 def cohort_section(run) -> str:
     parts, qc, gcol = run.participants, run.qc, run.group_column
     html = []
@@ -85,11 +98,13 @@ def cohort_section(run) -> str:
     if qc is None:
         html.append(missing(f"group/qc.tsv is not available: {run.notes.get('qc', '')}"))
         return "".join(html)
+    html.append(scans_used(qc))
     bad = qc[qc["status"] != "ok"]
     html.append(f"<h3>QC exclusions</h3><p>{len(bad)} failed step(s) over "
                 f"{bad['participant_id'].nunique()} subject(s); per-subject details in "
                 f"<a href='#subjects'>Subject QC</a>.</p>")
-    html.append(table(bad[["participant_id", "session", "step", "reason"]], 200) if len(bad)
+    html.append(table(bad[[c for c in ("participant_id", "session", "run", "acq", "step", "reason") if c in bad]], 200)
+                if len(bad)
                 else "<p>No scan failed a step.</p>")
     group = run.group_of
     for step, title, cols in (("denoise", "Motion", ["mean_fd_mm", "n_volumes_kept"]),
@@ -213,7 +228,8 @@ def rvi_section(run) -> str:
         auc = pred[pred["metric"] == "auc"]
         if len(auc):
             html.append(img(fig.estimate_plot(auc, auc["features"] + " / " + auc["model"], "AUC (95% CI)",
-                                              "Diagnosis prediction", ref=0.5), "Prediction AUCs with 95% CIs"))
+                                              "Diagnosis prediction", ref=0.5, limits=(0.0, 1.0)),
+                            "Prediction AUCs with 95% CIs"))
         html.append(table(pred, 60))
     return "".join(html)
 

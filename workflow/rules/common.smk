@@ -4,13 +4,16 @@ import functools
 
 import pandas as pd
 
-from rviflow.bids_io import (check_config_paths, derivative_path, discover_scans, match_participants,
-                             read_participants)
+from rviflow.bids_io import (check_config_paths, clean_participants, derivative_path, discover_scans,
+                             match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
 from rviflow.parcellate import resolve_atlas
+from rviflow.scans import analysed_sessions, session_times
 
 for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given
     config[_key] = config.get(_key) or ""
+# group labels may be numbers in YAML (case: 1); participants.tsv values are compared as text
+config["groups"] = {k: str(v) for k, v in config["groups"].items()}
 #: images to process; without fmriprep_dir the cohort stage runs on regional tables alone
 #: (cohort.tables, cohort.thickness) and participants.tsv: no per-scan steps
 IMAGING = bool(config["fmriprep_dir"])
@@ -23,34 +26,100 @@ ENVS = os.path.join(workflow.basedir, "envs")
 MEASURES = []
 
 
+def _config_conflicts():
+    """Config values that contradict each other: one line naming the keys, before any job."""
+    if config["cohort"]["harmonize"] and not config["site_column"]:
+        return ("config site_column is empty but cohort.harmonize is true (ComBat needs sites): set site_column "
+                "or cohort.harmonize: false")
+    return None
+
+
+def _participant_problems(raw):
+    """Every unusable participants.tsv row, printed at once (one line each); the usable rows and
+    {participant_id: reason} of the excluded ones."""
+    c = config["cohort"]
+    clean, problems = clean_participants(raw, GROUPS["column"], GROUPS["case"], GROUPS["control"],
+                                         config["covariates"], config["site_column"], c["symptoms"])
+    say = workflow.is_main_process  # once, not again in every job that re-reads the workflow
+    for p in problems if say else []:
+        print(f"rviflow: {PARTICIPANTS_RAW}: {p['participant_id']}: {p['reason']} (excluded, see group/qc.tsv)",
+              file=sys.stderr)
+    other = [p["value"] for p in problems if p["column"] == GROUPS["column"] and p["value"] != "n/a"]
+    if other and say:
+        counts = pd.Series(other).value_counts()
+        print(f"rviflow: {len(other)} participant(s) left out with a {GROUPS['column']} other than "
+              f"{GROUPS['case']!r} / {GROUPS['control']!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+              file=sys.stderr)
+    missing = [s for s in c["symptoms"] if s not in clean.columns]
+    if missing and len(missing) < len(c["symptoms"]) and say:
+        print(f"rviflow: cohort.symptoms {', '.join(missing)} not in {PARTICIPANTS_RAW} (not used)", file=sys.stderr)
+    reasons = {}
+    for p in problems:
+        reasons.setdefault(p["participant_id"], []).append(p["reason"])
+    return clean, {pid: "; ".join(r) for pid, r in reasons.items()}
+
+
+def _choose_scans(scans, problems, excluded):
+    """Scans of usable subjects in their analysed session (rviflow.scans.analysed_sessions) and
+    QC rows: excluded subjects, the session chosen per subject."""
+    rows = list(problems)
+    for pid in sorted({s.participant_id for s in scans} & set(excluded)):
+        rows.append(dict(participant_id=pid, session="", step="participants", status="failed",
+                         reason=f"participants.tsv: {excluded[pid]}"))
+    scans = [s for s in scans if s.participant_id not in excluded]
+    available = {}
+    for s in scans:
+        available.setdefault(s.participant_id, set()).add(s.session or "")
+    times = session_times(config["bids_dir"], sorted(available)) if not config["session"] else {}
+    chosen, not_there = analysed_sessions({p: sorted(v) for p, v in available.items()}, config["session"], times)
+    rows += not_there
+    if any(v != {""} for v in available.values()):
+        how = "config session" if config["session"] else ("earliest acq_time in sessions.tsv" if times else "only session")
+        rows += [dict(participant_id=p, session=ses, step="session", status="ok",
+                      reason=f"ses-{ses} analysed ({how}); found: {', '.join(f'ses-{x}' for x in sorted(available[p]))}")
+                 for p, ses in sorted(chosen.items())]
+    return [s for s in scans if chosen.get(s.participant_id) == (s.session or "")], rows, chosen
+
+
 def _load_cohort():
-    """participants.tsv (validated) and the scans to process, with discovery QC rows (no scans
-    in a tables-only run)."""
+    """participants.tsv (every row checked), the scans to process, discovery QC rows and the
+    analysed session per subject (no scans in a tables-only run)."""
     required = [GROUPS["column"], *config["covariates"]] + ([config["site_column"]] if config["site_column"] else [])
     try:
-        if not PARTICIPANTS_TSV:
+        if not PARTICIPANTS_RAW:
             raise InputError("config participants and bids_dir are both empty: set participants (a participants.tsv "
                              "with the group, covariate and site columns) or bids_dir (the BIDS dataset holding it)")
         check_config_paths(config["bids_dir"], config["fmriprep_dir"], config["output_dir"], config["participants"])
-        participants = read_participants(PARTICIPANTS_TSV, required)
-        validate(participants, os.path.join(workflow.basedir, "workflow/schemas/participants.schema.yaml"))
+        if (conflict := _config_conflicts()):
+            raise InputError(conflict)
+        raw = read_participants(PARTICIPANTS_RAW, required, numeric=())
+        participants, excluded = _participant_problems(raw)
         if not IMAGING:
-            return participants, {}, []
-        scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE)
-        scans, problems = match_participants(scans, problems, participants)
+            return participants, {}, [], {}, ""
+        scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE, config["res"],
+                                         config["run"], config["acq"])
+        scans, problems = match_participants(scans, problems, raw)
+        scans, problems, chosen = _choose_scans(scans, problems, excluded)
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
-    for row in problems:
-        print(f"rviflow: {row['participant_id']}: {row['reason']} (excluded, see group/qc.tsv)", file=sys.stderr)
+    for row in problems if workflow.is_main_process else []:
+        if row["step"] != "session" or row["status"] != "ok":
+            print(f"rviflow: {row['participant_id']}: {row['reason']} (excluded, see group/qc.tsv)", file=sys.stderr)
     if not scans:
-        raise WorkflowError(f"rviflow: no usable task-{config['task']} space-{SPACE} BOLD under {config['fmriprep_dir']}")
-    return participants, {s.key: s for s in scans}, problems
+        raise WorkflowError(f"rviflow: no usable task-{config['task']} space-{SPACE} BOLD under {config['fmriprep_dir']}"
+                            " (every subject excluded: see the lines above)")
+    res = config["res"] if config["res"] != "native" else ""
+    return participants, {s.key: s for s in scans}, problems, chosen, res or scans_resolution(scans)
 
 
-PARTICIPANTS_TSV = config["participants"] or (
+#: the participants.tsv given (config participants, else <bids_dir>/participants.tsv); the cohort
+#: rules read PARTICIPANTS_TSV, its usable rows (rule participants_table in cohort.smk)
+PARTICIPANTS_RAW = config["participants"] or (
     config["bids_dir"] and os.path.join(config["bids_dir"], "participants.tsv")
 )
-PARTICIPANTS, SCANS, DISCOVERY_QC = _load_cohort()
+PARTICIPANTS_TSV = os.path.join(OUT, "group", "participants.tsv")
+#: SESSIONS: {participant_id: analysed session} (rviflow.scans.analysed_sessions); RES: res- of the outputs
+PARTICIPANTS, SCANS, DISCOVERY_QC, SESSIONS, RES = _load_cohort()
 ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atlas"]["labels"])
 
 
@@ -68,7 +137,7 @@ def out_path(desc, suffix, ext, scan="{scan}"):
 def _out_pattern(desc, suffix, ext):
     # rviflow.bids_io.derivative_path names every output; building it once per kind and filling
     # in the scan key is ~30x faster than a Path per file (250,000 of them at UK Biobank size)
-    return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext))
+    return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext, RES))
 
 
 def group_path(name):

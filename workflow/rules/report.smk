@@ -24,3 +24,34 @@ rule report:
         os.path.join(ENVS, "report.yaml")
     script:
         "../../scripts/report.py"
+
+
+def finish_run(ok):
+    """End of every run (success or error): qc.tsv and the report exist (written here from what the
+    run produced if a failure kept their rules from running), then one summary line."""
+    from rviflow.cohort import write_qc_table
+    from rviflow.outcome import failure_of, run_summary
+    from rviflow.report import build_report
+
+    qc = group_path("qc.tsv")
+    if not ok:
+        try:
+            if not os.path.exists(qc):
+                steps = [group_path(f"qc/steps_{m}.tsv") for m in MEASURES] + [group_path("qc/cohort.tsv")]
+                write_qc_table(list(DISCOVERY_QC), [s for s in steps if os.path.exists(s)], qc)
+            if not os.path.exists(REPORT_HTML):
+                build_report(OUT, dict(config), REPORT_HTML,
+                             PARTICIPANTS_TSV if os.path.exists(PARTICIPANTS_TSV) else PARTICIPANTS_RAW,
+                             ATLAS_IMAGE, ATLAS_LABELS, log=os.path.join(OUT, "logs", "report.log"))
+        except Exception as exc:  # the summary line below still says what exists
+            print(f"rviflow: could not write qc.tsv / the report after the failure: {exc}", file=sys.stderr)
+    failed = {os.path.relpath(t, OUT): r for t in rviflow_targets() if os.path.exists(t) and (r := failure_of(t))}
+    print(run_summary(qc, REPORT_HTML, failed), file=sys.stderr)
+
+
+onsuccess:
+    finish_run(True)
+
+
+onerror:
+    finish_run(False)

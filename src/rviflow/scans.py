@@ -1,0 +1,179 @@
+"""Which scans of a subject are analysed: the session, and how its runs / acquisitions combine.
+
+A cross-sectional analysis needs one value per subject and region. A subject may have several
+sessions (``ses-``), several runs (``run-``) and several acquisitions (``acq-``) of the task.
+
+- Session: :func:`analysed_sessions` is the one place that decides which session of each
+  subject is analysed (``session`` in the config, else the earliest by ``acq_time`` in BIDS
+  ``sub-<label>_sessions.tsv``, else the only one). A later longitudinal design builds on it.
+- Runs and acquisitions of that session: :func:`combine_scans` combines their scan-level
+  parcel values by a documented rule (``combine_runs``): ``mean`` (default; mean of the usable
+  scans weighted by the volumes each kept after censoring), ``first`` (lowest run / first
+  acquisition), ``lowest_motion`` (smallest mean framewise displacement).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+COMBINE_RULES = ("mean", "first", "lowest_motion")
+#: scan-level columns of a per-scan parcel table besides the regions
+SCAN_COLUMNS = ["participant_id", "session", "run", "acq", "n_volumes_kept", "mean_fd_mm"]
+
+
+def session_times(bids_dir: str | Path, participant_ids) -> dict[str, dict[str, str]]:
+    """{participant_id: {session label: acq_time}} from ``sub-<label>/sub-<label>_sessions.tsv``
+    (BIDS), for the subjects whose file has an ``acq_time`` column; empty values are left out."""
+    out = {}
+    if not bids_dir:
+        return out
+    for pid in participant_ids:
+        path = Path(bids_dir) / pid / f"{pid}_sessions.tsv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if "session_id" not in df.columns or "acq_time" not in df.columns:
+            continue
+        times = {s.removeprefix("ses-"): t.strip() for s, t in zip(df["session_id"], df["acq_time"])
+                 if t.strip() not in ("", "n/a")}
+        if times:
+            out[pid] = times
+    return out
+
+
+def analysed_sessions(available: dict[str, list[str]], session: str = "",
+                      acq_times: dict[str, dict[str, str]] | None = None) -> tuple[dict[str, str], list[dict]]:
+    """The session analysed for each subject (cross-sectional analysis).
+
+    Parameters
+    ----------
+    available : {participant_id: [session labels with data]}; '' = no ses- entity.
+    session : str
+        Config ``session``: the label to analyse in every subject ('' = choose automatically).
+    acq_times : {participant_id: {session: acq_time}} from :func:`session_times`.
+
+    Returns
+    -------
+    chosen : {participant_id: session label} ('' for subjects without sessions)
+    excluded : QC rows (participant_id, session, step='session', status='failed', reason) of
+        subjects without the configured session.
+
+    Raises InputError (one line: the sessions found and the key to set) when the cohort has
+    more than one session, ``session`` is empty and sessions.tsv does not date every subject's
+    sessions.
+    """
+    acq_times = acq_times or {}
+    labels = sorted({s for sessions in available.values() for s in sessions})
+    chosen, excluded = {}, []
+    if session:
+        for pid, sessions in sorted(available.items()):
+            if session in sessions:
+                chosen[pid] = session
+            else:
+                has = ", ".join(f"ses-{s}" for s in sorted(sessions) if s) or "no ses- folder"
+                excluded.append(dict(participant_id=pid, session="", step="session", status="failed",
+                                     reason=f"no ses-{session} (config session) data; has {has}"))
+        return chosen, excluded
+    undated = []
+    for pid, sessions in sorted(available.items()):
+        sessions = sorted(set(sessions))
+        if len(labels) <= 1:
+            chosen[pid] = sessions[0]
+            continue
+        times = acq_times.get(pid, {})
+        if all(s in times for s in sessions):
+            chosen[pid] = min(sessions, key=lambda s: (pd.Timestamp(times[s]), s))
+        else:
+            undated.append(pid)
+    if undated:
+        raise InputError(
+            f"several sessions found ({', '.join(f'ses-{s}' for s in labels if s)}) and no acq_time in "
+            f"{undated[0]}/{undated[0]}_sessions.tsv: set `session` in the config to the one to analyse "
+            f"(e.g. session: {labels[-1] if labels[-1] else labels[0]})")
+    return chosen, excluded
+
+
+def scan_weights(table: pd.DataFrame, rule: str) -> pd.Series:
+    """Weight of each scan (rows of ``table``, one subject's usable scans of one session) under
+    ``rule`` (see :data:`COMBINE_RULES`); weights sum to 1."""
+    n = len(table)
+    if rule == "mean":
+        kept = pd.to_numeric(table["n_volumes_kept"], errors="coerce")
+        w = kept.fillna(1.0).clip(lower=0).to_numpy(float) if kept.notna().any() else np.ones(n)
+        if w.sum() <= 0:
+            w = np.ones(n)
+    elif rule in ("first", "lowest_motion"):
+        if rule == "lowest_motion" and pd.to_numeric(table["mean_fd_mm"], errors="coerce").notna().any():
+            fd = pd.to_numeric(table["mean_fd_mm"], errors="coerce").fillna(np.inf).to_numpy()
+            order = np.lexsort((_run_order(table), fd))
+        else:  # first: lowest run number, then acquisition label
+            order = np.argsort(_run_order(table), kind="stable")
+        w = np.zeros(n)
+        w[order[0]] = 1.0
+    else:
+        raise InputError(f"combine_runs {rule!r} is not one of {', '.join(COMBINE_RULES)}")
+    return pd.Series(w / w.sum(), index=table.index)
+
+
+def _run_order(table: pd.DataFrame) -> np.ndarray:
+    """Rank of each scan by (run number, acquisition label)."""
+    run = pd.to_numeric(table["run"].replace("", np.nan), errors="coerce").fillna(0).to_numpy()
+    keys = list(zip(run, table["acq"].astype(str)))
+    ranks = {k: i for i, k in enumerate(sorted(set(keys)))}
+    return np.array([ranks[k] for k in keys])
+
+
+def combine_scans(scans: pd.DataFrame, rule: str = "mean",
+                  sessions: dict[str, str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """One row per subject from scan-level parcel rows.
+
+    Parameters
+    ----------
+    scans : DataFrame, scans x [:data:`SCAN_COLUMNS`..., regions...]
+        Usable scans (failed ones already left out); run / acq '' when absent.
+    rule : one of :data:`COMBINE_RULES`
+    sessions : {participant_id: session} from :func:`analysed_sessions`; None = every subject
+        has scans of one session only (else InputError).
+
+    Returns
+    -------
+    table : DataFrame, subjects x [participant_id, session, regions...]
+        A region missing in one scan (NaN) is combined from the scans that have it.
+    record : list of dict, per subject: participant_id, session, scans (e.g. 'run-1 (w=0.40),
+        run-2 (w=0.60)'), n_scans, rule.
+    """
+    regions = [c for c in scans.columns if c not in SCAN_COLUMNS]
+    scans = scans.copy()
+    for c in SCAN_COLUMNS[1:4]:
+        scans[c] = scans[c].fillna("").astype(str) if c in scans else ""
+    for c in SCAN_COLUMNS[4:]:
+        if c not in scans:
+            scans[c] = np.nan
+    if sessions is not None:
+        scans = scans[[sessions.get(p) == s for p, s in zip(scans["participant_id"], scans["session"])]]
+    rows, record = [], []
+    for (pid, ses), grp in scans.groupby(["participant_id", "session"], sort=True):
+        w = scan_weights(grp, rule)
+        values = grp[regions].to_numpy(float)
+        present = np.isfinite(values)
+        wm = w.to_numpy()[:, None] * present
+        with np.errstate(invalid="ignore", divide="ignore"):
+            combined = np.where(present, values, 0.0).T @ w.to_numpy() / wm.sum(axis=0)
+        rows.append([pid, ses, *combined])
+        used = [(r, a, wt) for r, a, wt in zip(grp["run"], grp["acq"], w) if wt > 0]
+        names = [" ".join(filter(None, (f"acq-{a}" if a else "", f"run-{r}" if r else ""))) or "single scan"
+                 for r, a, _ in used]
+        record.append(dict(participant_id=pid, session=ses, rule=rule, n_scans=len(used),
+                           scans=", ".join(f"{n} (w={wt:.2f})" if len(used) > 1 else n
+                                           for n, (_, _, wt) in zip(names, used))))
+    dup = pd.Series([r[0] for r in rows]).duplicated()
+    if dup.any():
+        pid = rows[int(np.flatnonzero(dup)[0])][0]
+        raise InputError(f"{pid} has scans in several sessions: set `session` in the config")
+    table = pd.DataFrame(rows, columns=["participant_id", "session", *regions])
+    return table, record
