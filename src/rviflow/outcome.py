@@ -110,7 +110,7 @@ def run_summary(qc_tsv: str | Path, report: str | Path, failed: dict[str, str]) 
     try:
         qc = pd.read_csv(qc_tsv, sep="\t", dtype=str, keep_default_na=False)
         inc = set(qc.loc[qc["step"].str.startswith("cohort_") & (qc["status"] == "ok"), "participant_id"])
-        exc = set(qc["participant_id"]) - inc
+        exc = {p for p in qc["participant_id"] if p.startswith("sub-")} - inc  # not the 'cohort' rows
         parts.append(f"{len(inc)} subjects included, {len(exc)} excluded (reasons: {qc_tsv})")
     except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
         parts.append(f"no QC table ({qc_tsv})")

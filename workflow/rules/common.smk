@@ -44,7 +44,7 @@ def _participant_problems(raw):
     for p in problems if say else []:
         print(f"rviflow: {PARTICIPANTS_RAW}: {p['participant_id']}: {p['reason']} (excluded, see group/qc.tsv)",
               file=sys.stderr)
-    other = [p["value"] for p in problems if p["column"] == GROUPS["column"] and p["value"] != "n/a"]
+    other = [p["value"].strip("'") for p in problems if p["column"] == GROUPS["column"] and p["value"] != "n/a"]
     if other and say:
         counts = pd.Series(other).value_counts()
         print(f"rviflow: {len(other)} participant(s) left out with a {GROUPS['column']} other than "
@@ -103,7 +103,7 @@ def _load_cohort():
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
     for row in problems if workflow.is_main_process else []:
-        if row["step"] != "session" or row["status"] != "ok":
+        if row["step"] not in ("session", "participants") or row["status"] != "ok" and row["step"] == "session":
             print(f"rviflow: {row['participant_id']}: {row['reason']} (excluded, see group/qc.tsv)", file=sys.stderr)
     if not scans:
         raise WorkflowError(f"rviflow: no usable task-{config['task']} space-{SPACE} BOLD under {config['fmriprep_dir']}"
