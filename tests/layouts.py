@@ -9,6 +9,7 @@ rviflow.synth), so a planted group difference in a set of regions is recoverable
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -72,12 +73,13 @@ def ds000001_scans() -> list[dict]:
 def write_cohort(root: Path, participants: pd.DataFrame, scans: list[dict], *, planted_sessions=None,
                  confounds: dict | Path | None = None, voxel_mm: float = 4.0, n_t: int = 60, tr: float = 2.0,
                  seed: int = 0, ext: str = ".nii.gz", bold_sidecar: dict | None = None,
-                 coverage: dict | None = None, participants_text: str | None = None) -> dict:
+                 coverage: dict | None = None, participants_text: str | None = None, planted_d: float = 1.2) -> dict:
     """BIDS root (participants.tsv) + fMRIPrep derivatives with one preprocessed BOLD per entry of
     ``scans`` (entities: sub, [ses], task, [acq], [run], space, [res]).
 
     participants : participant_id, diagnosis (MDD / HC rows get the planted effect / not)
     planted_sessions : sessions whose MDD scans carry the planted ReHo deficit (None = all)
+    planted_d : the deficit in between-subject SDs of the homogeneity parameter
     confounds : a real confounds TSV for every scan, or {scan index: DataFrame} overrides (the
         rest synthetic); the BOLD has as many volumes as the confounds rows
     coverage : {acq label: fraction} keeps only the anterior fraction of the brain in that acq
@@ -104,10 +106,11 @@ def write_cohort(root: Path, participants: pd.DataFrame, scans: list[dict], *, p
                  for i, pid in enumerate(sorted(group))}
     for k, ents in enumerate(scans):
         pid = f"sub-{ents['sub']}"
-        srng = np.random.default_rng([seed, 1000 + k])
+        # seeded by the file name, so a scan is the same image in any cohort that has it
+        srng = np.random.default_rng([seed, zlib.crc32(bids_name(ents, "bold", "").encode())])
         a = subject_a.get(pid, base).copy()
         if group.get(pid) == "MDD" and (planted_sessions is None or ents.get("ses") in planted_sessions):
-            a = np.clip(a - 1.2 * SD_BETWEEN * planted, 0.05, 0.95)
+            a = np.clip(a - planted_d * SD_BETWEEN * planted, 0.05, 0.95)
         lut = np.full(int(grid.max()) + 1, 0.2)
         lut[labels["index"].to_numpy()] = a
         m = mask.copy()

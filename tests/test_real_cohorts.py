@@ -170,7 +170,7 @@ def _trt_cohort(root: Path, sessions=("1", "2")) -> dict:
     scans = [s for s in scans if s["ses"] in sessions]
     sidecar = json.loads((DATA / "7t_trt_task-rest_acq-fullbrain_bold.json").read_text())  # real: TR 3.0
     return write_cohort(root, p, scans, planted_sessions={"1"}, voxel_mm=6.0, n_t=60, bold_sidecar=sidecar,
-                        coverage={"prefrontal": 0.3})
+                        coverage={"prefrontal": 0.3}, planted_d=4.0)
 
 
 def _trt_config(c, out, **kw):
