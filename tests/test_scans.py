@@ -52,6 +52,18 @@ def test_runs_first_lowest_motion_and_missing_region():
     assert np.isclose(mean.loc[0, "r0"], w @ scans.loc[[1, 2], "r0"].to_numpy(float))
 
 
+def test_voxel_size_warning():
+    from rviflow.scans import voxel_size_warning
+
+    scans, _ = _scans(np.random.default_rng(3))
+    scans["voxel_size_mm"] = ["2x2x2", "2x2x2", "2.4x2.4x2.4"]
+    line = voxel_size_warning(scans)
+    assert "2x2x2 mm: 2 scans, 2.4x2.4x2.4 mm: 1 scans" in line and "counted in voxels" in line
+    assert voxel_size_warning(scans.iloc[:2]) is None
+    table, _ = combine_scans(scans, "mean")  # the voxel size is not a region
+    assert "voxel_size_mm" not in table.columns and table.shape[1] == 2 + 5
+
+
 def test_several_sessions_in_the_table_are_refused():
     rng = np.random.default_rng(2)
     a, _ = _scans(rng, ses="pre")

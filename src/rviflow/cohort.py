@@ -42,8 +42,9 @@ def gather_parcels(
     Returns
     -------
     table : DataFrame (scans x [participant_id, session, run, acq, n_volumes_kept, mean_fd_mm,
-        regions...]): run / acq from the file name ('' when absent), volumes kept after censoring
-        and mean framewise displacement (mm) from the denoising sidecar (NaN without one)
+        voxel_size_mm, regions...]): run / acq from the file name ('' when absent), volumes kept
+        after censoring, mean framewise displacement (mm) and voxel size ('2x2x2') from the
+        denoising sidecar (NaN / '' without one)
     qc_rows : list of dict with :data:`QC_COLUMNS`
     """
     rows, qc = [], []
@@ -72,6 +73,7 @@ def gather_parcels(
         row.insert(3, "acq", where["acq"])
         row.insert(4, "n_volumes_kept", scan_qc.get("n_volumes_kept", np.nan))
         row.insert(5, "mean_fd_mm", scan_qc.get("mean_fd_mm", np.nan))
+        row.insert(6, "voxel_size_mm", scan_qc.get("voxel_size_mm", ""))
         rows.append(row)
         empty = rec.get("QC", {}).get("empty_regions", [])
         qc.append(dict(participant_id=pid, **where, step=parcellate_step, status="ok",
@@ -86,9 +88,14 @@ def combine_parcels(scans: pd.DataFrame, rule: str, step: str) -> tuple[pd.DataF
     """Subject table (participant_id, session, regions) from the scan-level table of
     :func:`gather_parcels` by :func:`rviflow.scans.combine_scans`, and a QC row per subject
     (step ``step``) naming the scans that entered and their weights."""
-    from .scans import combine_scans
+    from .scans import combine_scans, voxel_size_warning
 
     table, record = combine_scans(scans, rule)
+    warning = voxel_size_warning(scans)
+    if warning:
+        import sys
+
+        print(f"rviflow {step}: warning: {warning}", file=sys.stderr)
     qc = [dict(participant_id=r["participant_id"], session=r["session"], run="", acq="", step=step, status="ok",
                reason=f"{r['n_scans']} scan(s) combined ({r['rule']}): {r['scans']}") for r in record]
     return table, qc

@@ -191,6 +191,18 @@ def colocalisation_section(run) -> str:
 
 # --- RVI ---------------------------------------------------------------------------------------
 
+def clip_auc(df: pd.DataFrame | None, kind: str) -> pd.DataFrame | None:
+    """AUC rows (``kind`` column starting with 'auc') with estimate and CI clipped to [0, 1]: a
+    Wald / DeLong CI of an AUC near 1 (small cohorts) can pass 1 or be undefined."""
+    if df is None or kind not in df or not {"estimate", "ci_low", "ci_high"} <= set(df.columns):
+        return df
+    df = df.copy()
+    rows = df[kind].astype(str).str.startswith("auc")
+    for c in ("estimate", "ci_low", "ci_high"):
+        df.loc[rows, c] = pd.to_numeric(df.loc[rows, c], errors="coerce").clip(0.0, 1.0)
+    return df
+
+
 def rvi_section(run) -> str:
     rvi, note = run.table("rvi.tsv", ["participant_id", "measure", "rvi"])
     html = []
@@ -218,6 +230,7 @@ def rvi_section(run) -> str:
                             f"ROC curves: RVI {title_of(m)} vs best single region vs structural RVI"))
     for name, what in (("rvi_summary.tsv", "Discrimination (AUC, DeLong CI)"), ("rvi_symptoms.tsv", "RVI and symptoms")):
         t, note = run.table(name, ["measure"])
+        t = clip_auc(t, "statistic")
         html.append(f"<h3>{what}</h3>" + (table(t) if t is not None and len(t) else
                                            missing(f"Not available: {note or f'group/{name} has no rows'}.")))
     pred, note = run.table("prediction.tsv", ["features", "model", "metric", "estimate", "ci_low", "ci_high"])
@@ -225,6 +238,7 @@ def rvi_section(run) -> str:
     if pred is None or pred.empty:
         html.append(missing(f"No prediction results: {note or 'group/prediction.tsv has no rows'}."))
     else:
+        pred = clip_auc(pred, "metric")
         auc = pred[pred["metric"] == "auc"]
         if len(auc):
             html.append(img(fig.estimate_plot(auc, auc["features"] + " / " + auc["model"], "AUC (95% CI)",

@@ -23,7 +23,7 @@ from .errors import InputError
 
 COMBINE_RULES = ("mean", "first", "lowest_motion")
 #: scan-level columns of a per-scan parcel table besides the regions
-SCAN_COLUMNS = ["participant_id", "session", "run", "acq", "n_volumes_kept", "mean_fd_mm"]
+SCAN_COLUMNS = ["participant_id", "session", "run", "acq", "n_volumes_kept", "mean_fd_mm", "voxel_size_mm"]
 
 
 def session_times(bids_dir: str | Path, participant_ids) -> dict[str, dict[str, str]]:
@@ -98,6 +98,20 @@ def analysed_sessions(available: dict[str, list[str]], session: str = "",
     return chosen, excluded
 
 
+def voxel_size_warning(scans: pd.DataFrame) -> str | None:
+    """One line when the scans' grids differ in voxel size (ReHo neighbourhoods are counted in
+    voxels, so ReHo of different grids is not comparable), else None."""
+    if "voxel_size_mm" not in scans:
+        return None
+    sizes = scans["voxel_size_mm"].dropna().astype(str)
+    sizes = sizes[sizes != ""].value_counts()
+    if len(sizes) < 2:
+        return None
+    found = ", ".join(f"{k} mm: {v} scans" for k, v in sizes.items())
+    return (f"the BOLD grids differ in voxel size ({found}); ReHo neighbourhoods are counted in voxels, so ReHo "
+            "of different grids is not comparable: resample to one grid (fMRIPrep res-) or analyse one grid")
+
+
 def scan_weights(table: pd.DataFrame, rule: str) -> pd.Series:
     """Weight of each scan (rows of ``table``, one subject's usable scans of one session) under
     ``rule`` (see :data:`COMBINE_RULES`); weights sum to 1."""
@@ -148,10 +162,10 @@ def combine_scans(scans: pd.DataFrame, rule: str = "mean",
         run-2 (w=0.60)'), n_scans, rule.
     """
     regions = [c for c in scans.columns if c not in SCAN_COLUMNS]
-    scans = scans.copy()
+    scans = scans.drop(columns=[c for c in ("voxel_size_mm",) if c in scans])
     for c in SCAN_COLUMNS[1:4]:
         scans[c] = scans[c].fillna("").astype(str) if c in scans else ""
-    for c in SCAN_COLUMNS[4:]:
+    for c in SCAN_COLUMNS[4:6]:
         if c not in scans:
             scans[c] = np.nan
     if sessions is not None:
