@@ -131,6 +131,7 @@ def test_runs_are_combined_by_kept_volumes(runs_cohort):
     assert "sub-02: diagnosis = n/a is missing (config groups.column)" in proc.stderr
     assert "sub-15: age = '89+' is not a number (config covariates)" in proc.stderr
     assert "1 participant(s) left out with a diagnosis other than 'MDD' / 'HC': BD 1" in proc.stderr
+    assert "cohort.symptoms hamd not in" in one_line(proc.stderr, "cohort.symptoms")  # the configured one, named
     # res- kept in the names; .nii input read; the cohort rules take the pipeline's own table
     assert list((out / "sub-01" / "func").glob(f"*_space-{SPACE}_res-2_desc-reho_bold.nii.gz"))
     assert (qc[qc["participant_id"] == "sub-06"]["step"] == "cohort_reho").any()

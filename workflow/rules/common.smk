@@ -28,9 +28,13 @@ MEASURES = []
 
 def _config_conflicts():
     """Config values that contradict each other: one line naming the keys, before any job."""
-    if config["cohort"]["harmonize"] and not config["site_column"]:
+    c = config["cohort"]
+    if c["harmonize"] and not config["site_column"]:
         return ("config site_column is empty but cohort.harmonize is true (ComBat needs sites): set site_column "
                 "or cohort.harmonize: false")
+    if c["rvi"]["enabled"] and c["rvi"]["within_site"] and not config["site_column"]:
+        return ("config site_column is empty but cohort.rvi.within_site is true: set site_column or "
+                "cohort.rvi.within_site: false")
     return None
 
 
@@ -51,7 +55,8 @@ def _participant_problems(raw):
               f"{GROUPS['case']!r} / {GROUPS['control']!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
               file=sys.stderr)
     missing = [s for s in c["symptoms"] if s not in clean.columns]
-    if missing and len(missing) < len(c["symptoms"]) and say:
+    # the default list is used "when present": name missing ones when some are there or the list was set
+    if missing and say and (len(missing) < len(c["symptoms"]) or c["symptoms"] != ["hamd", "phq9", "madrs", "bdi"]):
         print(f"rviflow: cohort.symptoms {', '.join(missing)} not in {PARTICIPANTS_RAW} (not used)", file=sys.stderr)
     reasons = {}
     for p in problems:
