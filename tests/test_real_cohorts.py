@@ -250,6 +250,7 @@ def test_plain_snakemake_works_from_any_directory(tmp_path):
     c = write_cohort(tmp_path, p, [dict(sub=s, task="rest", space=SPACE, desc="preproc") for s in "12"], voxel_mm=6.0)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(dict(bids_dir=str(c["bids"]), fmriprep_dir=str(c["fmriprep"]), site_column="",
+                                       cohort={"harmonize": False},
                                        output_dir=str(tmp_path / "out"), task="rest", space=SPACE)))
     proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--profile",
                            str(REPO / "config" / "profiles" / "default"), "--snakefile", str(REPO / "Snakefile"),
