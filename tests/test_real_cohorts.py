@@ -257,3 +257,26 @@ def test_plain_snakemake_works_from_any_directory(tmp_path):
                            "--configfile", str(cfg), "--cores", "1", "-n"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_failed_job_still_ends_with_qc_and_report(tmp_path):
+    """on_subject_error: fail and one subject with fMRIPrep 1.3 confounds: the run fails, and still
+    ends with qc.tsv, a fresh report (an old one is replaced) and the summary line."""
+    p = pd.DataFrame(dict(participant_id=["sub-1", "sub-2", "sub-3"], diagnosis=["MDD", "HC", "MDD"], age=[30, 40, 50],
+                          sex=["F", "M", "F"]))
+    old = camelcase(lengthen(nilearn_confounds("regressors"), 2))
+    old.attrs["confounds_kind"] = "regressors"
+    c = write_cohort(tmp_path, p, [dict(sub=s, task="rest", space=SPACE, desc="preproc") for s in "123"],
+                     confounds={1: old}, voxel_mm=6.0)
+    out = tmp_path / "out"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "rviflow_report.html").write_text("an old report")
+    cfg = dict(bids_dir=str(c["bids"]), fmriprep_dir=str(c["fmriprep"]), output_dir=str(out), task="rest", space=SPACE,
+               site_column="", on_subject_error="fail", **{**FAST, "batch_size": 0},
+               cohort={**COHORT_OFF, "harmonize": False})
+    proc = rviflow_run(tmp_path, cfg)
+    assert proc.returncode != 0
+    assert "fMRIPrep 1.2-1.3 column names" in one_line(proc.stderr, "rviflow denoise: sub-2")
+    qc = assert_outcome_files(out, proc)
+    assert list(qc.columns[:4]) == ["participant_id", "session", "run", "acq"]  # written by the error hook
+    assert "an old report" not in (out / "report" / "rviflow_report.html").read_text()
