@@ -181,3 +181,23 @@ def test_failed_cohort_rule_writes_markers_and_downstream_skips(tmp_path):
     qc.write_text("participant_id\tsession\tstep\tstatus\treason\nsub-01\t\tcohort_reho\tok\t\nsub-02\t\tdenoise\tfailed\tx\n")
     line = run_summary(qc, tmp_path / "report.html", {"group/rvi.tsv": reason})
     assert line.startswith("rviflow: 1 subjects included, 1 excluded") and "no report" in line
+
+
+def test_analysed_scans_keeps_the_session_and_usable_subjects(tmp_path):
+    from rviflow.bids_io import Scan
+    from rviflow.scans import analysed_scans
+
+    def scan(pid, ses, run):
+        return Scan(pid, ses, (("run", run), ("ses", ses), ("sub", pid[4:])), "b", "c", "m",
+                    f"{pid}/ses-{ses}/func/{pid}_ses-{ses}_task-rest_run-{run}")
+
+    scans = [scan(p, s, r) for p in ("sub-01", "sub-02", "sub-03") for s in ("post", "pre") for r in ("1", "2")]
+    scans = [s for s in scans if not (s.participant_id == "sub-02" and s.session == "pre")]  # sub-02: post only
+    kept, rows, chosen = analysed_scans(scans, {"sub-03": "diagnosis = n/a is missing (config groups.column)"}, "pre")
+    assert {(s.participant_id, s.session) for s in kept} == {("sub-01", "pre")} and len(kept) == 2
+    by = {(r["participant_id"], r["step"]): r for r in rows}
+    assert by[("sub-03", "participants")]["status"] == "failed"
+    assert "no ses-pre" in by[("sub-02", "session")]["reason"] and by[("sub-02", "session")]["status"] == "failed"
+    assert by[("sub-01", "session")]["reason"].startswith("ses-pre analysed (config session); found: ses-post, ses-pre")
+    with pytest.raises(InputError, match="several sessions"):
+        analysed_scans(scans, {}, "", tmp_path)

@@ -112,6 +112,41 @@ def voxel_size_warning(scans: pd.DataFrame) -> str | None:
             "of different grids is not comparable: resample to one grid (fMRIPrep res-) or analyse one grid")
 
 
+def analysed_scans(scans: list, excluded: dict[str, str], session: str = "",
+                   bids_dir: str | Path = "") -> tuple[list, list[dict], dict[str, str]]:
+    """The scans to process: usable subjects (not in ``excluded``), analysed session only.
+
+    Parameters
+    ----------
+    scans : list of :class:`rviflow.bids_io.Scan` found in fmriprep_dir
+    excluded : {participant_id: reason} of subjects whose participants.tsv row is unusable
+    session, bids_dir : config ``session``; the BIDS root holding sessions.tsv (acq_time)
+
+    Returns
+    -------
+    scans : the Scans kept
+    rows : QC rows: subjects excluded (step 'participants' / 'session'), and with sessions in the
+        cohort the session analysed per subject (step 'session', status ok)
+    chosen : {participant_id: session} (:func:`analysed_sessions`)
+    """
+    rows = [dict(participant_id=pid, session="", step="participants", status="failed",
+                 reason=f"participants.tsv: {excluded[pid]}")
+            for pid in sorted({s.participant_id for s in scans} & set(excluded))]
+    scans = [s for s in scans if s.participant_id not in excluded]
+    available: dict[str, set] = {}
+    for s in scans:
+        available.setdefault(s.participant_id, set()).add(s.session or "")
+    times = session_times(bids_dir, sorted(available)) if not session else {}
+    chosen, not_there = analysed_sessions({p: sorted(v) for p, v in available.items()}, session, times)
+    rows += not_there
+    if any(v != {""} for v in available.values()):
+        how = "config session" if session else ("earliest acq_time in sessions.tsv" if times else "only session")
+        rows += [dict(participant_id=p, session=ses, step="session", status="ok",
+                      reason=f"ses-{ses} analysed ({how}); found: {', '.join(f'ses-{x}' for x in sorted(available[p]))}")
+                 for p, ses in sorted(chosen.items())]
+    return [s for s in scans if chosen.get(s.participant_id) == (s.session or "")], rows, chosen
+
+
 def scan_weights(table: pd.DataFrame, rule: str) -> pd.Series:
     """Weight of each scan (rows of ``table``, one subject's usable scans of one session) under
     ``rule`` (see :data:`COMBINE_RULES`); weights sum to 1."""

@@ -8,7 +8,7 @@ from rviflow.bids_io import (check_config_paths, clean_participants, derivative_
                              match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
 from rviflow.parcellate import resolve_atlas
-from rviflow.scans import analysed_sessions, session_times
+from rviflow.scans import analysed_scans
 
 for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given
     config[_key] = config.get(_key) or ""
@@ -64,28 +64,6 @@ def _participant_problems(raw):
     return clean, {pid: "; ".join(r) for pid, r in reasons.items()}
 
 
-def _choose_scans(scans, problems, excluded):
-    """Scans of usable subjects in their analysed session (rviflow.scans.analysed_sessions) and
-    QC rows: excluded subjects, the session chosen per subject."""
-    rows = list(problems)
-    for pid in sorted({s.participant_id for s in scans} & set(excluded)):
-        rows.append(dict(participant_id=pid, session="", step="participants", status="failed",
-                         reason=f"participants.tsv: {excluded[pid]}"))
-    scans = [s for s in scans if s.participant_id not in excluded]
-    available = {}
-    for s in scans:
-        available.setdefault(s.participant_id, set()).add(s.session or "")
-    times = session_times(config["bids_dir"], sorted(available)) if not config["session"] else {}
-    chosen, not_there = analysed_sessions({p: sorted(v) for p, v in available.items()}, config["session"], times)
-    rows += not_there
-    if any(v != {""} for v in available.values()):
-        how = "config session" if config["session"] else ("earliest acq_time in sessions.tsv" if times else "only session")
-        rows += [dict(participant_id=p, session=ses, step="session", status="ok",
-                      reason=f"ses-{ses} analysed ({how}); found: {', '.join(f'ses-{x}' for x in sorted(available[p]))}")
-                 for p, ses in sorted(chosen.items())]
-    return [s for s in scans if chosen.get(s.participant_id) == (s.session or "")], rows, chosen
-
-
 def _load_cohort():
     """participants.tsv (every row checked), the scans to process, discovery QC rows and the
     analysed session per subject (no scans in a tables-only run)."""
@@ -104,11 +82,12 @@ def _load_cohort():
         scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE, config["res"],
                                          config["run"], config["acq"])
         scans, problems = match_participants(scans, problems, raw)
-        scans, problems, chosen = _choose_scans(scans, problems, excluded)
+        scans, rows, chosen = analysed_scans(scans, excluded, config["session"], config["bids_dir"])
+        problems += rows
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
     for row in problems if workflow.is_main_process else []:
-        if row["step"] not in ("session", "participants") or row["status"] != "ok" and row["step"] == "session":
+        if row["step"] != "participants" and not (row["step"] == "session" and row["status"] == "ok"):  # said above
             print(f"rviflow: {row['participant_id']}: {row['reason']} (excluded, see group/qc.tsv)", file=sys.stderr)
     if not scans:
         raise WorkflowError(f"rviflow: no usable task-{config['task']} space-{SPACE} BOLD under {config['fmriprep_dir']}"
