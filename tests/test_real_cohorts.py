@@ -215,6 +215,7 @@ def test_sessions_need_a_choice_and_the_choice_is_that_sessions_result(tmp_path)
     assert d[d.index.isin(planted)].mean() < -0.5 < d[~d.index.isin(planted)].mean()
     html = (out / "report" / "rviflow_report.html").read_text()
     assert "Session analysed: ses-1 (8 subjects)" in html
+    assert "<td>1.0</td>" not in html and "<td>1</td>" in html  # session labels as text, not numbers
 
 
 # --- refused before any job, and a cohort where every subject fails --------------------------------
