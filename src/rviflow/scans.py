@@ -147,34 +147,31 @@ def analysed_scans(scans: list, excluded: dict[str, str], session: str = "",
     return [s for s in scans if chosen.get(s.participant_id) == (s.session or "")], rows, chosen
 
 
-def scan_weights(table: pd.DataFrame, rule: str) -> pd.Series:
-    """Weight of each scan (rows of ``table``, one subject's usable scans of one session) under
-    ``rule`` (see :data:`COMBINE_RULES`); weights sum to 1."""
-    n = len(table)
-    if rule == "mean":
-        kept = pd.to_numeric(table["n_volumes_kept"], errors="coerce")
-        w = kept.fillna(1.0).clip(lower=0).to_numpy(float) if kept.notna().any() else np.ones(n)
-        if w.sum() <= 0:
-            w = np.ones(n)
-    elif rule in ("first", "lowest_motion"):
-        if rule == "lowest_motion" and pd.to_numeric(table["mean_fd_mm"], errors="coerce").notna().any():
-            fd = pd.to_numeric(table["mean_fd_mm"], errors="coerce").fillna(np.inf).to_numpy()
-            order = np.lexsort((_run_order(table), fd))
-        else:  # first: lowest run number, then acquisition label
-            order = np.argsort(_run_order(table), kind="stable")
-        w = np.zeros(n)
-        w[order[0]] = 1.0
-    else:
+def scan_weights(scans: pd.DataFrame, rule: str) -> np.ndarray:
+    """Weight of each scan within its (participant_id, session) under ``rule`` (see
+    :data:`COMBINE_RULES`), summing to 1 per subject; vectorised over the cohort.
+
+    mean: volumes kept after censoring (1 where unknown; equal weights if a subject's sum is 0);
+    first: 1 for the lowest run number (then acquisition label); lowest_motion: 1 for the
+    smallest mean FD (unknown FD last, ties by run).
+    """
+    if rule not in COMBINE_RULES:
         raise InputError(f"combine_runs {rule!r} is not one of {', '.join(COMBINE_RULES)}")
-    return pd.Series(w / w.sum(), index=table.index)
-
-
-def _run_order(table: pd.DataFrame) -> np.ndarray:
-    """Rank of each scan by (run number, acquisition label)."""
-    run = pd.to_numeric(table["run"].replace("", np.nan), errors="coerce").fillna(0).to_numpy()
-    keys = list(zip(run, table["acq"].astype(str)))
-    ranks = {k: i for i, k in enumerate(sorted(set(keys)))}
-    return np.array([ranks[k] for k in keys])
+    keys = [scans["participant_id"].to_numpy(), scans["session"].to_numpy()]
+    if rule == "mean":
+        w = pd.to_numeric(scans["n_volumes_kept"], errors="coerce").fillna(1.0).clip(lower=0)
+        w = w.where(w.groupby(keys).transform("sum") > 0, 1.0)
+    else:
+        order = pd.DataFrame(dict(
+            pid=scans["participant_id"].to_numpy(), ses=scans["session"].to_numpy(),
+            fd=pd.to_numeric(scans["mean_fd_mm"], errors="coerce").fillna(np.inf).to_numpy()
+            if rule == "lowest_motion" else 0.0,
+            run=pd.to_numeric(scans["run"].replace("", np.nan), errors="coerce").fillna(0).to_numpy(),
+            acq=scans["acq"].astype(str).to_numpy(), pos=np.arange(len(scans))))
+        best = order.sort_values(["pid", "ses", "fd", "run", "acq", "pos"]).drop_duplicates(["pid", "ses"])["pos"]
+        w = pd.Series(0.0, index=scans.index)
+        w.iloc[best.to_numpy()] = 1.0
+    return (w / w.groupby(keys).transform("sum")).to_numpy(float)
 
 
 def combine_scans(scans: pd.DataFrame, rule: str = "mean",
@@ -205,21 +202,26 @@ def combine_scans(scans: pd.DataFrame, rule: str = "mean",
             scans[c] = np.nan
     if sessions is not None:
         scans = scans[[sessions.get(p) == s for p, s in zip(scans["participant_id"], scans["session"])]]
-    rows, record = [], []
-    for (pid, ses), grp in scans.groupby(["participant_id", "session"], sort=True):
-        w = scan_weights(grp, rule)
-        values = grp[regions].to_numpy(float)
-        present = np.isfinite(values)
-        wm = w.to_numpy()[:, None] * present
-        with np.errstate(invalid="ignore", divide="ignore"):
-            combined = np.where(present, values, 0.0).T @ w.to_numpy() / wm.sum(axis=0)
-        rows.append([pid, ses, *combined])
-        used = [(r, a, wt) for r, a, wt in zip(grp["run"], grp["acq"], w) if wt > 0]
-        names = [" ".join(filter(None, (f"acq-{a}" if a else "", f"run-{r}" if r else ""))) or "single scan"
-                 for r, a, _ in used]
-        record.append(dict(participant_id=pid, session=ses, rule=rule, n_scans=len(used),
-                           scans=", ".join(f"{n} (w={wt:.2f})" if len(used) > 1 else n
-                                           for n, (_, _, wt) in zip(names, used))))
+    if scans.empty:
+        return pd.DataFrame(columns=["participant_id", "session", *regions]), []
+    scans = scans.reset_index(drop=True)
+    w = scan_weights(scans, rule)
+    values = scans[regions].to_numpy(float)
+    present = np.isfinite(values)
+    keys = [scans["participant_id"].to_numpy(), scans["session"].to_numpy()]
+    num = pd.DataFrame(np.where(present, values, 0.0) * w[:, None]).groupby(keys, sort=True).sum()
+    den = pd.DataFrame(present * w[:, None]).groupby(keys, sort=True).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        combined = np.where(den.to_numpy() > 0, num.to_numpy() / den.to_numpy(), np.nan)
+    used = w > 0
+    names = [" ".join(filter(None, (f"acq-{a}" if a else "", f"run-{r}" if r else ""))) or "single scan"
+             for r, a in zip(scans["run"], scans["acq"])]
+    n_used = pd.Series(used.astype(int)).groupby(keys, sort=True).transform("sum").to_numpy()
+    labels = pd.Series([f"{n} (w={x:.2f})" if k > 1 else n for n, x, k in zip(names, w, n_used)])
+    listed = labels[used].groupby([k[used] for k in keys], sort=True).agg(", ".join)
+    rows = [[pid, ses, *vals] for (pid, ses), vals in zip(num.index, combined)]
+    record = [dict(participant_id=pid, session=ses, rule=rule, n_scans=int(k), scans=listed.loc[(pid, ses)])
+              for (pid, ses), k in zip(num.index, pd.Series(used.astype(int)).groupby(keys, sort=True).sum())]
     dup = pd.Series([r[0] for r in rows]).duplicated()
     if dup.any():
         pid = rows[int(np.flatnonzero(dup)[0])][0]
