@@ -1,6 +1,7 @@
 # Inputs, participants and output naming. Discovery runs once at parse time through
 # rviflow.bids_io; every output path comes from out_path().
 import functools
+import time
 
 import pandas as pd
 
@@ -268,3 +269,34 @@ def file_mb(path):
         return os.path.getsize(path) / 2**20
     except OSError:
         return 0.0
+
+
+# End of run (the onsuccess / onerror hooks in report.smk; REPORT_HTML is set there).
+RUN_START = time.time()
+
+
+def finish_run(ok):
+    """End of every run (success or error): qc.tsv and the report exist (written here from what the
+    run produced if a failure kept their rules from running), then one summary line."""
+    from rviflow.cohort import write_qc_table
+    from rviflow.outcome import failure_of, run_summary
+    from rviflow.report import build_report
+
+    qc = group_path("qc.tsv")
+
+    def stale(path):  # not written by this run (its rule did not get to run)
+        return not os.path.exists(path) or os.path.getmtime(path) < RUN_START
+
+    if not ok:
+        try:
+            if stale(qc):
+                steps = [group_path(f"qc/steps_{m}.tsv") for m in MEASURES] + [group_path("qc/cohort.tsv")]
+                write_qc_table(list(DISCOVERY_QC), [s for s in steps if os.path.exists(s)], qc)
+            if stale(REPORT_HTML):
+                build_report(OUT, dict(config), REPORT_HTML,
+                             PARTICIPANTS_TSV if os.path.exists(PARTICIPANTS_TSV) else PARTICIPANTS_RAW,
+                             ATLAS_IMAGE, ATLAS_LABELS, log=os.path.join(OUT, "logs", "report.log"))
+        except Exception as exc:  # the summary line below still says what exists
+            print(f"rviflow: could not write qc.tsv / the report after the failure: {exc}", file=sys.stderr)
+    failed = {os.path.relpath(t, OUT): r for t in rviflow_targets() if os.path.exists(t) and (r := failure_of(t))}
+    print(run_summary(qc, REPORT_HTML, failed), file=sys.stderr)
