@@ -292,12 +292,17 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> 
     return png_uri(fig)
 
 
-def estimate_plot(df: pd.DataFrame, label: pd.Series, xlabel: str, title: str, ref: float | None = None) -> str:
-    """Point estimates with CIs (e.g. prediction AUCs), one row per entry of ``df``."""
+def estimate_plot(df: pd.DataFrame, label: pd.Series, xlabel: str, title: str, ref: float | None = None,
+                  limits: tuple[float, float] | None = None) -> str:
+    """Point estimates with CIs (e.g. prediction AUCs), one row per entry of ``df``; ``limits``
+    clips estimates and CIs to the statistic's range (AUC: (0, 1))."""
     y = np.arange(len(df))
     est, lo, hi = (pd.to_numeric(df[c], errors="coerce").to_numpy(float) for c in ("estimate", "ci_low", "ci_high"))
     fig, ax = plt.subplots(figsize=(6, 0.8 + 0.32 * len(df)))
-    ok = np.isfinite(lo) & np.isfinite(hi)
+    ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(est)
+    if limits is not None:  # e.g. AUC = 1 with a Wald CI beyond 1
+        est, lo, hi = (np.clip(a, *limits) for a in (est, lo, hi))
+    lo, hi = np.minimum(lo, est), np.maximum(hi, est)  # a CI never drawn inside out (negative error bars)
     ax.errorbar(est[ok], y[ok], xerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="none", ecolor="#999")
     ax.scatter(est, y, color=GROUP_COLOURS[1], zorder=3, s=18)
     if ref is not None:
