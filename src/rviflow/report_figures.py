@@ -243,13 +243,8 @@ def coloc_scatter(da: pd.Series, db: pd.Series, r: float, p: float, title: str) 
 
 def null_histogram(null: np.ndarray, r: float, title: str, null_name: str = "spatial-autocorrelation-preserving null"
                    ) -> str:
-    fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    ax.hist(null, bins=40, color="#aaa")
-    ax.axvline(r, color=GROUP_COLOURS[0], lw=2, label=f"observed r = {r:.2f}")
-    ax.set_xlabel(f"r under the {null_name}")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return png_uri(fig)
+    """Histogram of null correlations with the observed r (co-localisation)."""
+    return observed_vs_null(null, r, "r", title, null_name)
 
 
 def group_distributions(values: pd.DataFrame, value: str, by: str, group: str, title: str) -> str:
@@ -326,12 +321,12 @@ def bar_chart(labels: list[str], values: np.ndarray, xlabel: str, title: str) ->
     return png_uri(fig)
 
 
-def observed_vs_null(null: np.ndarray, observed: float, stat: str, title: str) -> str:
+def observed_vs_null(null: np.ndarray, observed: float, stat: str, title: str, null_name: str = "null") -> str:
     """Histogram of a statistic's null distribution with the observed value (any statistic)."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    fig, ax = plt.subplots(figsize=(4.6, 3.1))
     ax.hist(null, bins=40, color="#aaa")
-    ax.axvline(observed, color=GROUP_COLOURS[0], lw=2, label=f"observed {observed:.3g}")
-    ax.set_xlabel(f"{stat} under the null")
+    ax.axvline(observed, color=GROUP_COLOURS[0], lw=2, label=f"observed {stat} = {observed:.3g}")
+    ax.set_xlabel(f"{stat} under the {null_name}")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     return png_uri(fig)
