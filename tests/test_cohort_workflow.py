@@ -79,8 +79,9 @@ def test_frozen_reference_scores_new_subjects(pipeline_run, tmp_path):
     assert len(one) == 5 and one["rvi"].notna().all() and set(one["participant_id"]) <= set(refit["participant_id"])
 
 
-def test_cohort_stage_bad_label_fails_with_one_clear_message(cohort16, tmp_path):
-    """A participants.tsv with a group label outside the config's: the cohort jobs fail, naming it."""
+def test_cohort_stage_bad_label_is_left_out_with_one_clear_message(cohort16, tmp_path):
+    """A participants.tsv with a group label outside the config's: reported before any job, the
+    subject left out (counted), the cohort statistics run on the others (issue 15)."""
     from conftest import run_snakemake, write_config
 
     parts = pd.read_csv(cohort16["participants"], sep="\t")
@@ -89,10 +90,12 @@ def test_cohort_stage_bad_label_fails_with_one_clear_message(cohort16, tmp_path)
     cfg = write_config(tmp_path / "c.yaml", cohort16, tmp_path / "out", participants=str(tmp_path / "participants.tsv"),
                        cohort={"thickness": {"source": "freesurfer"}})
     proc = run_snakemake(cfg, tmp_path, str(tmp_path / "out" / "group" / "harmonized" / "parcels_thickness.tsv"))
-    assert proc.returncode != 0
-    assert "sub-003: diagnosis = 'bipolar' is neither the case label 'MDD' nor the control label 'HC'" in proc.stderr
-    assert not (tmp_path / "out" / "group" / "harmonized" / "parcels_thickness.tsv").exists()
-    assert (tmp_path / "out" / "group" / "parcels_thickness.tsv").exists()  # the step before is intact
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("sub-003: diagnosis = 'bipolar' is neither case 'MDD' nor control 'HC': left out "
+            "(config groups.case / groups.control)") in proc.stderr
+    assert "1 participant(s) left out with a diagnosis other than 'MDD' / 'HC': bipolar 1" in proc.stderr
+    harmonized = pd.read_csv(tmp_path / "out" / "group" / "harmonized" / "parcels_thickness.tsv", sep="\t")
+    assert "sub-003" not in set(harmonized["participant_id"]) and len(harmonized) == 15
 
 
 def test_user_tables_and_enigma_thickness_join_the_measures(cohort16, tmp_path):

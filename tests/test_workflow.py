@@ -57,8 +57,8 @@ def test_pipeline_writes_every_output(pipeline_run):
     qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
     assert list(qc.columns[:1]) == ["participant_id"] and {"step", "status", "reason"} <= set(qc.columns)
     assert (qc["status"] == "ok").all()
-    assert set(qc["step"]) == {"denoise", "reho", "parcellate", "cohort_reho", "cbf", "parcellate_cbf", "cohort_cbf",
-                               "thickness", "cohort_thickness"}
+    assert set(qc["step"]) == {"denoise", "reho", "parcellate", "combine_reho", "cohort_reho", "cbf", "parcellate_cbf",
+                               "combine_cbf", "cohort_cbf", "thickness", "cohort_thickness"}
 
 
 def test_planted_reho_deficit_is_recovered(pipeline_run):

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -65,9 +66,14 @@ def scan_key(ents: dict[str, str]) -> str:
 
 
 def discover_scans(
-    fmriprep_dir: str | Path, task: str, space: str
+    fmriprep_dir: str | Path, task: str, space: str, res: str = "", run: str = "", acq: str = "",
 ) -> tuple[list[Scan], list[dict[str, str]]]:
-    """Find ``sub-*/[ses-*/]func/*_task-<task>_space-<space>_desc-preproc_bold.nii.gz``.
+    """Find ``sub-*/[ses-*/]func/*_task-<task>_space-<space>_desc-preproc_bold.nii[.gz]``.
+
+    ``res`` keeps only that ``res-`` entity ('native' = none); '' accepts one resolution (a run in
+    two resolutions, or a cohort mixing them, raises InputError naming them and the key ``res``).
+    ``run`` / ``acq`` (non-empty) keep only that run / acquisition. Confounds are fMRIPrep's
+    ``desc-confounds_timeseries.tsv`` (>= 20.2) or ``desc-confounds_regressors.tsv`` (1.4-20.1).
 
     Returns
     -------
@@ -82,19 +88,48 @@ def discover_scans(
     if not root.is_dir():
         raise InputError(f"fmriprep_dir {root} does not exist or is not a directory")
     scans, problems = [], []
-    pattern = f"*_task-{task}_*space-{space}_*desc-preproc_bold.nii.gz"
+    pattern = f"*_task-{task}_*space-{space}_*desc-preproc_bold.nii*"
+    wanted = dict(res="" if res == "native" else res, run=run, acq=acq)
     for func, names in _func_listings(root):
-        matched = sorted(fnmatch.filter(names, pattern))
+        matched = sorted(n for n in fnmatch.filter(names, pattern) if n.endswith((".nii", ".nii.gz")))
         for name in matched:
+            ents = parse_entities(name)
+            if (res and ents.get("res", "") != wanted["res"]) or any(v and ents.get(k) != v for k, v in
+                                                                      wanted.items() if k != "res"):
+                continue
             _add_scan(func / name, names, task, space, scans, problems)
-        other = sorted(fnmatch.filter(names, f"*_task-{task}_*desc-preproc_bold.nii.gz"))
+        other = sorted(fnmatch.filter(names, f"*_task-{task}_*desc-preproc_bold.nii*"))
         if other and not matched:  # preprocessed, but not in the space the atlas is in
             ents = parse_entities(other[0])
             problems.append(dict(
                 participant_id=f"sub-{ents['sub']}", session=ents.get("ses", ""), step="discover", status="failed",
                 reason=f"{func / other[0]}: preprocessed BOLD is in space-{ents.get('space', '?')}, not space-{space} "
                        f"(the atlas space): add {space} to fMRIPrep's --output-spaces"))
+    if not res:
+        _check_resolutions(scans)
     return scans, problems
+
+
+def _check_resolutions(scans: list[Scan]) -> None:
+    """InputError when a run is there in several resolutions, or the cohort mixes them (outputs
+    are named with one res- entity): the config key ``res`` must choose."""
+    by_key: dict[str, set[str]] = {}
+    for s in scans:
+        by_key.setdefault(s.key, set()).add(s.ents.get("res", ""))
+    label = lambda r: f"res-{r}" if r else "native (no res-)"  # noqa: E731
+    for key, found in by_key.items():
+        if len(found) > 1:
+            raise InputError(f"{key}: the BOLD is there in {len(found)} resolutions ({', '.join(map(label, sorted(found)))}"
+                             f"): set `res` in the config to the one to analyse (e.g. res: {sorted(found)[-1] or 'native'})")
+    found = {r for v in by_key.values() for r in v}
+    if len(found) > 1:
+        raise InputError(f"the cohort's BOLD files come in several resolutions ({', '.join(map(label, sorted(found)))}): "
+                         f"set `res` in the config to the one to analyse")
+
+
+def scans_resolution(scans: list[Scan]) -> str:
+    """The res- label shared by the scans ('' = native / none)."""
+    return next((s.ents.get("res", "") for s in scans), "")
 
 
 def _func_listings(root: Path):
@@ -124,16 +159,20 @@ def _add_scan(bold: Path, names: set[str], task: str, space: str, scans: list, p
     if ents.get("task") != task or ents.get("space") != space or ents.get("desc") != "preproc":
         return
     base = {k: v for k, v in ents.items() if k not in ("space", "res", "desc")}
-    conf = bold.parent / bids_name(base, "desc-confounds_timeseries", ".tsv")
-    mask = bold.parent / bids_name({**ents, "desc": "brain"}, "mask", ".nii.gz")
+    # fMRIPrep >= 20.2 names the confounds _timeseries, 1.4-20.1 _regressors (nilearn reads both)
+    confs = [bold.parent / bids_name(base, f"desc-confounds_{kind}", ".tsv") for kind in ("timeseries", "regressors")]
+    conf = next((c for c in confs if c.name in names), confs[0])
+    ext = ".nii" if bold.name.endswith(".nii") else ".nii.gz"
+    masks = [bold.parent / bids_name({**ents, "desc": "brain"}, "mask", e) for e in (ext, ".nii.gz", ".nii")]
+    mask = next((m for m in masks if m.name in names), masks[0])
     pid = f"sub-{ents['sub']}"
     ses = ents.get("ses")
     missing = [(p, what) for p, what in ((conf, "confounds file"), (mask, "brain mask")) if p.name not in names]
     if missing:
         for p, what in missing:
             problems.append(
-                dict(participant_id=pid, session=ses or "", step="discover", status="failed",
-                     reason=f"{what} missing: {p}")
+                dict(participant_id=pid, session=ses or "", run=ents.get("run", ""), acq=ents.get("acq", ""),
+                     step="discover", status="failed", reason=f"{what} missing: {p}")
             )
         return
     scans.append(
@@ -197,11 +236,68 @@ def read_participants(path: str | Path, required: list[str], numeric: tuple[str,
     return df
 
 
-def derivative_path(output_dir: str | Path, key: str, space: str | None, desc: str, suffix: str, ext: str) -> Path:
-    """Output path under ``output_dir`` for a scan ``key`` (see :func:`scan_key`)."""
+def clean_participants(df: pd.DataFrame, group_column: str, case_label: str, control_label: str,
+                       covariates: list[str], site_column: str = "", symptoms: list[str] = (),
+                       ) -> tuple[pd.DataFrame, list[dict]]:
+    """Check every row of participants.tsv for the analysis; the usable rows and every problem.
+
+    Cells are stripped of surrounding spaces; symptom columns are matched case-insensitively
+    (renamed to the configured name). A row is unusable when its group is missing or neither
+    ``case_label`` nor ``control_label`` (left out, counted), or a covariate / site value is
+    missing or, in a numeric column (most values numbers, e.g. age), not a number (``89+``).
+
+    Returns
+    -------
+    clean : DataFrame, the usable rows (numeric covariates as numbers, group as text)
+    problems : list of dict (participant_id, column, value, key, reason): one per unusable
+        cell, ``reason`` a one-line message naming subject, column, value and config key.
+    """
+    df = df.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: v.strip() if isinstance(v, str) else v).replace({"": None, "n/a": None})
+    lower = {c.lower(): c for c in df.columns}
+    df = df.rename(columns={lower[s.lower()]: s for s in symptoms if s not in df.columns and s.lower() in lower})
+    problems = []
+
+    def problem(pid, column, value, key, what):
+        shown = "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else repr(value)
+        problems.append(dict(participant_id=pid, column=column, value=shown, key=key,
+                             reason=f"{column} = {shown} {what} (config {key})"))
+
+    labels = df[group_column].map(lambda v: None if v is None or v != v else
+                                  (str(int(v)) if isinstance(v, float) and v == int(v) else str(v)))
+    for pid, lab in zip(df["participant_id"], labels):
+        if lab is None:
+            problem(pid, group_column, None, "groups.column", "is missing")
+        elif lab not in (str(case_label), str(control_label)):
+            problem(pid, group_column, lab, "groups.case / groups.control",
+                    f"is neither case {case_label!r} nor control {control_label!r}: left out")
+    df[group_column] = labels
+    for col, key in [(c, "covariates") for c in covariates] + ([(site_column, "site_column")] if site_column else []):
+        num = pd.to_numeric(df[col], errors="coerce")
+        numeric = col != site_column and num.notna().sum() > 0.5 * df[col].notna().sum()
+        for pid, v, n in zip(df["participant_id"], df[col], num):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                problem(pid, col, None, key, "is missing")
+            elif numeric and np.isnan(n):
+                problem(pid, col, v, key, "is not a number")
+        if numeric:
+            df[col] = num
+    bad = {p["participant_id"] for p in problems}
+    return df[~df["participant_id"].isin(bad)].reset_index(drop=True), problems
+
+
+def derivative_path(output_dir: str | Path, key: str, space: str | None, desc: str, suffix: str, ext: str,
+                    res: str = "") -> Path:
+    """Output path under ``output_dir`` for a scan ``key`` (see :func:`scan_key`); ``res`` keeps the
+    input's res- entity in the name."""
     parts = [key]
     if space:
         parts.append(f"space-{space}")
+    if res:
+        parts.append(f"res-{res}")
     parts.append(f"desc-{desc}")
     return Path(output_dir) / ("_".join(parts) + f"_{suffix}{ext}")
 

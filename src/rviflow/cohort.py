@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .bids_io import read_json, write_tsv
+from .scans import SCAN_COLUMNS
+
+from .bids_io import parse_entities, read_json, write_tsv
 from .effects import design_matrix, effect_sizes
 from .errors import InputError
 
-QC_COLUMNS = ["participant_id", "session", "step", "status", "reason"]
+QC_COLUMNS = ["participant_id", "session", "run", "acq", "step", "status", "reason"]
 
 
 def _status(sidecar: str | Path) -> dict:
@@ -38,44 +41,86 @@ def gather_parcels(
 
     Returns
     -------
-    table : DataFrame (scans x [participant_id, session, regions...])
+    table : DataFrame (scans x [participant_id, session, run, acq, n_volumes_kept, mean_fd_mm,
+        voxel_size_mm, regions...]): run / acq from the file name ('' when absent), volumes kept
+        after censoring, mean framewise displacement (mm) and voxel size ('2x2x2') from the
+        denoising sidecar (NaN / '' without one)
     qc_rows : list of dict with :data:`QC_COLUMNS`
     """
     rows, qc = [], []
     step_sidecars = step_sidecars or {}
     for i, (tsv, side) in enumerate(zip(parcel_files, parcel_sidecars)):
         rec = _status(side)
+        ents = parse_entities(Path(tsv).name)
+        where = dict(session=ents.get("ses", ""), run=ents.get("run", ""), acq=ents.get("acq", ""))
         if rec.get("status") != "ok":
             pid = rec.get("participant_id", Path(tsv).name.split("_")[0])
             step = rec.get("step", "parcellate")
-            qc.append(dict(participant_id=pid, session="", step=parcellate_step if step == "parcellate" else step,
+            qc.append(dict(participant_id=pid, **where, step=parcellate_step if step == "parcellate" else step,
                            status="failed", reason=rec.get("reason", "unknown")))
             continue
         row = pd.read_csv(tsv, sep="\t", dtype={"participant_id": str, "session": str}, na_values="n/a")
         pid, ses = row.loc[0, "participant_id"], row.loc[0, "session"]
-        ses = "" if pd.isna(ses) else str(ses)
-        rows.append(row)
+        where["session"] = "" if pd.isna(ses) else str(ses)
+        scan_qc = {}
         for step, sides in step_sidecars.items():
             srec = _status(sides[i])
             q = srec.get("QC", {})
+            scan_qc.update({k: q[k] for k in ("n_volumes_kept", "mean_fd_mm", "voxel_size_mm") if k in q})
             detail = ", ".join(f"{k}={v}" for k, v in q.items() if not isinstance(v, (list, dict)))
-            qc.append(dict(participant_id=pid, session=ses, step=step, status="ok", reason=detail))
+            qc.append(dict(participant_id=pid, **where, step=step, status="ok", reason=detail))
+        row.insert(2, "run", where["run"])
+        row.insert(3, "acq", where["acq"])
+        row.insert(4, "n_volumes_kept", scan_qc.get("n_volumes_kept", np.nan))
+        row.insert(5, "mean_fd_mm", scan_qc.get("mean_fd_mm", np.nan))
+        row.insert(6, "voxel_size_mm", scan_qc.get("voxel_size_mm", ""))
+        rows.append(row)
         empty = rec.get("QC", {}).get("empty_regions", [])
-        qc.append(dict(participant_id=pid, session=ses, step=parcellate_step, status="ok",
+        qc.append(dict(participant_id=pid, **where, step=parcellate_step, status="ok",
                        reason=f"regions without voxels: {', '.join(empty)}" if empty else ""))
-    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["participant_id", "session"])
-    table["session"] = table["session"].fillna("").astype(str)
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=SCAN_COLUMNS)
+    for c in ("session", "run", "acq"):
+        table[c] = table[c].fillna("").astype(str)
+    return table, qc
+
+
+def combine_parcels(scans: pd.DataFrame, rule: str, step: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Subject table (participant_id, session, regions) from the scan-level table of
+    :func:`gather_parcels` by :func:`rviflow.scans.combine_scans`, and a QC row per subject
+    (step ``step``) naming the scans that entered and their weights."""
+    from .scans import combine_scans, voxel_size_warning
+
+    table, record = combine_scans(scans, rule)
+    warning = voxel_size_warning(scans)
+    if warning:
+        import sys
+
+        print(f"rviflow {step}: warning: {warning}", file=sys.stderr)
+    qc = [dict(participant_id=r["participant_id"], session=r["session"], run="", acq="", step=step, status="ok",
+               reason=f"{r['n_scans']} scan(s) combined ({r['rule']}): {r['scans']}") for r in record]
     return table, qc
 
 
 def subject_table(scans: pd.DataFrame) -> pd.DataFrame:
-    """One row per subject: runs averaged within a session, the first session (sorted) kept."""
+    """One row per subject (subjects x regions, indexed by participant_id).
+
+    The pipeline's group/parcels_<m>.tsv already has one row per subject (runs combined by
+    :func:`rviflow.scans.combine_scans`, the session chosen by
+    :func:`rviflow.scans.analysed_sessions`); rows of a user table repeated within a session are
+    averaged. A subject with rows in several sessions raises InputError: which session to
+    analyse is never chosen silently.
+    """
     if scans.empty:
         return scans.set_index("participant_id").drop(columns="session")
     regions = [c for c in scans.columns if c not in ("participant_id", "session")]
     by_ses = scans.groupby(["participant_id", "session"], sort=True)[regions].mean().reset_index()
-    first = by_ses.drop_duplicates("participant_id", keep="first")
-    return first.set_index("participant_id")[regions]
+    several = by_ses["participant_id"].duplicated(keep=False)
+    if several.any():
+        pid = by_ses.loc[several, "participant_id"].iloc[0]
+        found = ", ".join(by_ses.loc[by_ses["participant_id"] == pid, "session"].astype(str))
+        raise InputError(f"{pid} has rows for several sessions ({found}) in a regional table: keep the rows of "
+                         "the session to analyse (the pipeline's own tables use config `session`)")
+    return by_ses.set_index("participant_id")[regions]
 
 
 def cohort_effects(
@@ -94,6 +139,7 @@ def cohort_effects(
 
 def qc_table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
+    df[["session", "run", "acq"]] = df[["session", "run", "acq"]].fillna("")
     return df.sort_values(["participant_id", "session", "step"], kind="stable").reset_index(drop=True)
 
 
@@ -127,9 +173,18 @@ def run_effect_sizes(
 
 
 def write_qc_table(discovery_rows: list[dict], step_tables: list[str], out: str) -> pd.DataFrame:
-    """group/qc.tsv: discovery problems + per-step QC + cohort inclusion, one row per subject and step."""
+    """group/qc.tsv: discovery problems + per-step QC + cohort inclusion, one row per subject and
+    step (with session, run, acq). A step table that is a failure marker
+    (:mod:`rviflow.outcome`) becomes one row (participant_id 'cohort') with its reason."""
+    from .outcome import failure_of
+
     frames = [pd.DataFrame(discovery_rows, columns=QC_COLUMNS)]
     for t in step_tables:
+        reason = failure_of(t)
+        if reason is not None:
+            frames.append(pd.DataFrame([dict(participant_id="cohort", step=Path(t).stem, status="failed",
+                                             reason=reason)], columns=QC_COLUMNS))
+            continue
         frames.append(pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False))
     df = qc_table(pd.concat(frames, ignore_index=True).fillna("").to_dict("records"))
     write_tsv(df, out)

@@ -147,7 +147,10 @@ def run_harmonize(table: str, measure: str, spec: CohortSpec, min_per_site: int,
     _check_groups(design, spec, measure)
     model, adj = fit_combat(values.loc[design.index], _combat_covars(spec, design, parts), min_per_site, what=measure)
     out = adj.reset_index().rename(columns={"index": "participant_id"})
-    out.insert(1, "session", "")
+    from .regional import read_regional_table  # the analysed session of each subject, kept
+
+    raw = read_regional_table(table, measure)
+    out.insert(1, "session", out["participant_id"].map(dict(zip(raw["participant_id"], raw["session"]))).fillna(""))
     Path(out_model).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(out_model).with_suffix(".tmp")
     save_model(model, tmp)

@@ -75,6 +75,43 @@ def repetition_time(bold_path: str | Path, img: nib.Nifti1Image) -> float:
     return tr
 
 
+#: fMRIPrep 1.2-1.3 CamelCase confound names (1.4 renamed them to snake_case, which nilearn reads)
+_CAMELCASE_CONFOUNDS = ("FramewiseDisplacement", "WhiteMatter", "GlobalSignal", "RotX", "stdDVARS", "aCompCor00")
+
+
+def confounds_path(bold_path: str | Path) -> Path:
+    """fMRIPrep's confounds TSV of a preprocessed BOLD: ``_desc-confounds_timeseries.tsv``
+    (fMRIPrep >= 20.2) or ``_desc-confounds_regressors.tsv`` (1.4-20.1), the one that exists."""
+    stem = str(bold_path).split("_space-")[0]
+    paths = [Path(f"{stem}_desc-confounds_{kind}.tsv") for kind in ("timeseries", "regressors")]
+    return next((p for p in paths if p.exists()), paths[0])
+
+
+def check_confounds_header(path: str | Path) -> None:
+    """InputError (one line) for confounds of fMRIPrep 1.2-1.3, whose CamelCase column names
+    (FramewiseDisplacement, X, RotX, WhiteMatter, ...) nilearn cannot read."""
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+    old = [c for c in _CAMELCASE_CONFOUNDS if c in header]
+    if old:
+        raise InputError(f"confounds have fMRIPrep 1.2-1.3 column names ({', '.join(old[:3])}); rviflow (nilearn) "
+                         "reads the confounds of fMRIPrep >= 1.4: re-run fMRIPrep (20.2 LTS or later)", path=str(path))
+
+
+def check_confounds_values(path: str | Path, columns) -> None:
+    """InputError naming the column and rows for n/a beyond the first row (fMRIPrep leaves n/a
+    only in the first row of derivatives / FD / DVARS; more, e.g. in concatenated runs, would
+    reach the regression as NaN)."""
+    raw = pd.read_csv(path, sep="\t", na_values="n/a", usecols=lambda c: c in set(columns))
+    later = raw.iloc[1:].isna()
+    if later.to_numpy().any():
+        col = later.columns[later.any()][0]
+        rows = (np.flatnonzero(later[col].to_numpy()) + 2).tolist()  # 1 = first data row
+        shown = ", ".join(map(str, rows[:5])) + (f" ... ({len(rows)} rows)" if len(rows) > 5 else "")
+        raise InputError(f"confounds column {col!r} has n/a beyond the first row (data rows {shown}); "
+                         "only the first row may be n/a (concatenated runs? use one file per run)", path=str(path))
+
+
 def denoise_bold(
     bold_path: str | Path,
     mask_path: str | Path,
@@ -114,7 +151,7 @@ def denoise_bold(
     img : Nifti1Image
         (X, Y, Z, T_kept) float32 cleaned series, 0 outside the mask.
     qc : dict
-        n_volumes, n_volumes_kept, mean_fd_mm, tr_s, confounds (column names).
+        n_volumes, n_volumes_kept, mean_fd_mm, tr_s, voxel_size_mm ('2x2x2'), confounds (column names).
     """
     from nilearn.interfaces.fmriprep import load_confounds
     from nilearn.signal import clean
@@ -124,18 +161,23 @@ def denoise_bold(
     tr = repetition_time(bold_path, img)
     n_vol = img.shape[3]
     strategy = list(strategy) + (["scrub"] if scrub and "scrub" not in strategy else [])
+    conf = confounds_path(bold_path)
+    if conf.exists():
+        check_confounds_header(conf)
+    # nilearn finds the confounds from a .nii.gz name only; an uncompressed .nii is looked up as such
+    name = str(bold_path) + (".gz" if str(bold_path).endswith(".nii") else "")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             confounds, sample_mask = load_confounds(
-                str(bold_path), strategy=tuple(strategy), motion=motion, wm_csf=wm_csf,
+                name, strategy=tuple(strategy), motion=motion, wm_csf=wm_csf,
                 global_signal=global_signal, scrub=scrub_min_segment, fd_threshold=fd_threshold,
                 std_dvars_threshold=std_dvars_threshold, demean=True,
             )
     except Exception as exc:
-        conf = Path(str(bold_path).split("_space-")[0] + "_desc-confounds_timeseries.tsv")
         raise InputError(f"confounds unusable ({type(exc).__name__}: {exc})".replace("\n", " "),
                          path=str(conf)) from None
+    check_confounds_values(conf, confounds.columns)
     if len(confounds) != n_vol:
         raise InputError(f"confounds have {len(confounds)} rows but the BOLD has {n_vol} volumes",
                          path=str(bold_path))
@@ -150,12 +192,19 @@ def denoise_bold(
         raise InputError("BOLD has NaN or Inf values inside the brain mask", path=str(bold_path))
     if not signals.any():
         raise InputError("BOLD is all zeros inside the brain mask", path=str(bold_path))
-    cleaned = clean(
-        signals, confounds=confounds.to_numpy(), sample_mask=sample_mask, t_r=tr,
-        low_pass=low_pass, high_pass=high_pass, detrend=True, standardize=None,
-        standardize_confounds=True, filter="butterworth",
-        butterworth__copy=True,  # nilearn's in-place default filters voxel by voxel (~100x slower)
-    ).astype(np.float32)
+    try:
+        cleaned = clean(
+            signals, confounds=confounds.to_numpy(), sample_mask=sample_mask, t_r=tr,
+            low_pass=low_pass, high_pass=high_pass, detrend=True, standardize=None,
+            standardize_confounds=True, filter="butterworth",
+            butterworth__copy=True,  # nilearn's in-place default filters voxel by voxel (~100x slower)
+        ).astype(np.float32)
+    except ValueError as exc:
+        if "padlen" not in str(exc):
+            raise
+        # scipy's filtfilt pads by ~3 filter lengths: a series this short cannot be band-passed
+        raise InputError(f"{kept} volumes are too few to band-pass ({exc}); set denoise.high_pass and "
+                         "denoise.low_pass to null for such short runs", path=str(bold_path)) from None
     out = np.zeros(mask.shape + (cleaned.shape[0],), dtype=np.float32)
     out[mask] = cleaned.T
     hdr = img.header.copy()
@@ -164,11 +213,11 @@ def denoise_bold(
     out_img = nib.Nifti1Image(out, img.affine, hdr)
 
     fd = None
-    conf_tsv = Path(str(bold_path).split("_space-")[0] + "_desc-confounds_timeseries.tsv")
-    if conf_tsv.exists():
-        raw = pd.read_csv(conf_tsv, sep="\t", na_values="n/a")
+    if conf.exists():
+        raw = pd.read_csv(conf, sep="\t", na_values="n/a")
         if "framewise_displacement" in raw:
             fd = float(np.nanmean(raw["framewise_displacement"].to_numpy(dtype=float)))
-    qc = dict(n_volumes=n_vol, n_volumes_kept=int(kept), mean_fd_mm=fd, tr_s=tr,
+    voxel = "x".join(f"{z:g}" for z in img.header.get_zooms()[:3])
+    qc = dict(n_volumes=n_vol, n_volumes_kept=int(kept), mean_fd_mm=fd, tr_s=tr, voxel_size_mm=voxel,
               confounds=list(confounds.columns), n_confounds=int(confounds.shape[1]))
     return out_img, qc

@@ -112,8 +112,9 @@ def parcellate_image(
     means, counts = parcel_means(data, grid, read_labels(atlas_labels), valid)
     n_empty = int((counts.to_numpy() == 0).sum())
     if n_empty > len(counts) / 2:
-        raise InputError(f"{n_empty} of {len(counts)} atlas regions have no voxel with data: the map does not "
-                         "overlap the atlas (is it in the atlas space?)", path=str(map_path))
+        raise InputError(f"the map covers {len(counts) - n_empty} of {len(counts)} atlas regions (a partial-coverage "
+                         "acquisition, e.g. a slab, or a map not in the atlas space); at least half are needed",
+                         path=str(map_path))
     return means, counts
 
 

@@ -24,6 +24,7 @@ from . import __version__
 from . import report_sections as rs
 from .bids_io import atomic_path, software_versions
 from .measures import GENERATED
+from .outcome import failure_of
 from .report_methods import methods_html
 
 #: per-subject map snapshots beyond this many subjects are left out (the table lists everyone)
@@ -89,9 +90,12 @@ class RunData:
             path = self.group / name
             if not path.exists():
                 self._cache[name] = (None, f"group/{name} is not in this run")
+            elif (reason := failure_of(path)) is not None:  # a cohort step that failed (rviflow.outcome)
+                self._cache[name] = (None, f"the step making group/{name} failed: {reason}")
             else:
                 try:
-                    df = pd.read_csv(path, sep="\t", na_values="n/a", dtype={"participant_id": str})
+                    df = pd.read_csv(path, sep="\t", na_values="n/a", dtype={
+                        c: str for c in ("participant_id", "session", "run", "acq")})
                     lack = [c for c in columns if c not in df.columns]
                     self._cache[name] = ((None, f"group/{name} lacks column(s) {', '.join(lack)}") if lack
                                          else (df, ""))
@@ -187,6 +191,14 @@ SCRIPT = """window.addEventListener('load',function(){document.querySelectorAll(
 if(!i.complete||i.naturalWidth===0){console.error('rviflow report: image did not render: '+i.alt);}});});"""
 
 
+def scan_count(run: RunData) -> str:
+    """'N subjects analysed (M scans)': subjects in the effect sizes, scans that entered them."""
+    scans, _ = run.table("parcels_reho_scans.tsv", ["participant_id"])
+    qc = run.qc if run.qc is not None else pd.DataFrame(columns=["participant_id", "step", "status"])
+    n_sub = qc.loc[qc["step"].astype(str).str.startswith("cohort_") & (qc["status"] == "ok"), "participant_id"].nunique()
+    return f"{n_sub} subjects analysed" + (f" ({len(scans)} scans)" if scans is not None else "")
+
+
 def render(run: RunData, log: list[str]) -> str:
     """The report as one HTML string (sections that fail show their error; see ``log``)."""
     body, nav = [], []
@@ -200,8 +212,7 @@ def render(run: RunData, log: list[str]) -> str:
         nav.append(f'<a href="#{sid}">{escape(title)}</a>')
         body.append(f'<section id="{sid}" data-status="{state}"><h2>{escape(title)}</h2>{html}</section>')
         log.append(f"section {sid}: {state}")
-    n_scans = 0 if run.qc is None else len(run.qc[["participant_id", "session"]].drop_duplicates())
-    inputs = (f'{n_scans} scans &middot; task-{escape(str(run.config.get("task", "?")))}' if run.imaging
+    inputs = (f'{scan_count(run)} &middot; task-{escape(str(run.config.get("task", "?")))}' if run.imaging
               else f"{0 if run.qc is None else run.qc['participant_id'].nunique()} subjects &middot; regional tables")
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>rviflow report</title>'

@@ -243,13 +243,8 @@ def coloc_scatter(da: pd.Series, db: pd.Series, r: float, p: float, title: str) 
 
 def null_histogram(null: np.ndarray, r: float, title: str, null_name: str = "spatial-autocorrelation-preserving null"
                    ) -> str:
-    fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    ax.hist(null, bins=40, color="#aaa")
-    ax.axvline(r, color=GROUP_COLOURS[0], lw=2, label=f"observed r = {r:.2f}")
-    ax.set_xlabel(f"r under the {null_name}")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return png_uri(fig)
+    """Histogram of null correlations with the observed r (co-localisation)."""
+    return observed_vs_null(null, r, "r", title, null_name)
 
 
 def group_distributions(values: pd.DataFrame, value: str, by: str, group: str, title: str) -> str:
@@ -292,12 +287,17 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> 
     return png_uri(fig)
 
 
-def estimate_plot(df: pd.DataFrame, label: pd.Series, xlabel: str, title: str, ref: float | None = None) -> str:
-    """Point estimates with CIs (e.g. prediction AUCs), one row per entry of ``df``."""
+def estimate_plot(df: pd.DataFrame, label: pd.Series, xlabel: str, title: str, ref: float | None = None,
+                  limits: tuple[float, float] | None = None) -> str:
+    """Point estimates with CIs (e.g. prediction AUCs), one row per entry of ``df``; ``limits``
+    clips estimates and CIs to the statistic's range (AUC: (0, 1))."""
     y = np.arange(len(df))
     est, lo, hi = (pd.to_numeric(df[c], errors="coerce").to_numpy(float) for c in ("estimate", "ci_low", "ci_high"))
     fig, ax = plt.subplots(figsize=(6, 0.8 + 0.32 * len(df)))
-    ok = np.isfinite(lo) & np.isfinite(hi)
+    ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(est)
+    if limits is not None:  # e.g. AUC = 1 with a Wald CI beyond 1
+        est, lo, hi = (np.clip(a, *limits) for a in (est, lo, hi))
+    lo, hi = np.minimum(lo, est), np.maximum(hi, est)  # a CI never drawn inside out (negative error bars)
     ax.errorbar(est[ok], y[ok], xerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="none", ecolor="#999")
     ax.scatter(est, y, color=GROUP_COLOURS[1], zorder=3, s=18)
     if ref is not None:
@@ -321,12 +321,12 @@ def bar_chart(labels: list[str], values: np.ndarray, xlabel: str, title: str) ->
     return png_uri(fig)
 
 
-def observed_vs_null(null: np.ndarray, observed: float, stat: str, title: str) -> str:
+def observed_vs_null(null: np.ndarray, observed: float, stat: str, title: str, null_name: str = "null") -> str:
     """Histogram of a statistic's null distribution with the observed value (any statistic)."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    fig, ax = plt.subplots(figsize=(4.6, 3.1))
     ax.hist(null, bins=40, color="#aaa")
-    ax.axvline(observed, color=GROUP_COLOURS[0], lw=2, label=f"observed {observed:.3g}")
-    ax.set_xlabel(f"{stat} under the null")
+    ax.axvline(observed, color=GROUP_COLOURS[0], lw=2, label=f"observed {stat} = {observed:.3g}")
+    ax.set_xlabel(f"{stat} under the {null_name}")
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
     return png_uri(fig)

@@ -112,8 +112,8 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
         paras = [
             f"Results were produced with rviflow{v('rviflow')}, a Snakemake{v('snakemake')} {c('snakemake')} "
             f"workflow using Nipype{v('nipype')} {c('nipype')} and Nilearn{v('nilearn')} {c('nilearn')}, from "
-            f"resting-state BOLD (task-{config.get('task', '?')}) preprocessed with fMRIPrep {c('fmriprep')} in space "
-            f"{config.get('space', '?')}."
+            f"{_bold_kind(config.get('task', '?'))} preprocessed with fMRIPrep {c('fmriprep')} in space "
+            f"{config.get('space', '?')}{_scans_text(config)}."
         ]
     else:
         tables = ", ".join(sorted(cohort.get("tables", {}))) or "none"
@@ -264,3 +264,21 @@ def methods_html(config: dict, present: dict[str, bool], versions: dict[str, str
     body = "".join(f"<p>{escape(p)}</p>" for p in paras)
     refs = "".join(f"<li>{escape(REFERENCES[k])}</li>" for k in cites)
     return f'{body}<h3>References</h3><ol class="refs">{refs}</ol>'
+
+
+def _bold_kind(task: str) -> str:
+    """'resting-state BOLD (task-rest)', or for any other task its own name: ReHo of task data
+    is not resting-state ReHo."""
+    if str(task).lower() in ("rest", "resting", "restingstate"):
+        return f"resting-state BOLD (task-{task})"
+    return f"task-{task} BOLD (a task, not resting state)"
+
+
+def _scans_text(config: dict) -> str:
+    """How sessions / runs were chosen (config session, res, run, acq, combine_runs)."""
+    rule = {"mean": "averaged (weighted by the volumes kept after censoring)", "first": "the lowest run used",
+            "lowest_motion": "the run with the lowest mean framewise displacement used"}
+    bits = [f"{k}-{config[k]}" for k in ("res", "acq", "run") if config.get(k)]
+    text = f"; session ses-{config['session']}" if config.get("session") else ""
+    text += f"; {'only ' + ', '.join(bits) + '; ' if bits else ''}a subject's runs {rule.get(config.get('combine_runs', 'mean'), '')}"
+    return text

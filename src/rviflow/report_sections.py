@@ -52,6 +52,19 @@ def qc_metrics(qc: pd.DataFrame, step: str) -> pd.DataFrame:
 
 # --- cohort overview ---------------------------------------------------------------------------
 
+def scans_used(qc: pd.DataFrame) -> str:
+    """Which session and which scans each subject contributed (qc.tsv steps session, combine_*)."""
+    rows = qc[(qc["step"].astype(str).isin(["session"]) | qc["step"].astype(str).str.startswith("combine_"))
+              & (qc["status"] == "ok")]
+    if rows.empty:
+        return ""
+    ses = rows.loc[rows["step"] == "session", "session"].value_counts()
+    head = ("<p>Session analysed: " + ", ".join(f"ses-{k} ({v} subjects)" for k, v in ses.items()) + "</p>"
+            if len(ses) else "")
+    return ("<h3>Sessions and scans analysed</h3>" + head
+            + table(rows[["participant_id", "session", "step", "reason"]].rename(columns={"reason": "scans"}), 200))
+
+
 def cohort_section(run) -> str:
     parts, qc, gcol = run.participants, run.qc, run.group_column
     html = []
@@ -85,11 +98,13 @@ def cohort_section(run) -> str:
     if qc is None:
         html.append(missing(f"group/qc.tsv is not available: {run.notes.get('qc', '')}"))
         return "".join(html)
+    html.append(scans_used(qc))
     bad = qc[qc["status"] != "ok"]
     html.append(f"<h3>QC exclusions</h3><p>{len(bad)} failed step(s) over "
                 f"{bad['participant_id'].nunique()} subject(s); per-subject details in "
                 f"<a href='#subjects'>Subject QC</a>.</p>")
-    html.append(table(bad[["participant_id", "session", "step", "reason"]], 200) if len(bad)
+    html.append(table(bad[[c for c in ("participant_id", "session", "run", "acq", "step", "reason") if c in bad]], 200)
+                if len(bad)
                 else "<p>No scan failed a step.</p>")
     group = run.group_of
     for step, title, cols in (("denoise", "Motion", ["mean_fd_mm", "n_volumes_kept"]),
@@ -193,6 +208,18 @@ def colocalisation_section(run) -> str:
 
 # --- RVI ---------------------------------------------------------------------------------------
 
+def clip_auc(df: pd.DataFrame | None, kind: str) -> pd.DataFrame | None:
+    """AUC rows (``kind`` column starting with 'auc') with estimate and CI clipped to [0, 1]: a
+    Wald / DeLong CI of an AUC near 1 (small cohorts) can pass 1 or be undefined."""
+    if df is None or kind not in df or not {"estimate", "ci_low", "ci_high"} <= set(df.columns):
+        return df
+    df = df.copy()
+    rows = df[kind].astype(str).str.startswith("auc")
+    for c in ("estimate", "ci_low", "ci_high"):
+        df.loc[rows, c] = pd.to_numeric(df.loc[rows, c], errors="coerce").clip(0.0, 1.0)
+    return df
+
+
 def rvi_section(run) -> str:
     rvi, note = run.table("rvi.tsv", ["participant_id", "measure", "rvi"])
     html = []
@@ -220,6 +247,7 @@ def rvi_section(run) -> str:
                             f"ROC curves: RVI {title_of(m)} vs best single region vs structural RVI"))
     for name, what in (("rvi_summary.tsv", "Discrimination (AUC, DeLong CI)"), ("rvi_symptoms.tsv", "RVI and symptoms")):
         t, note = run.table(name, ["measure"])
+        t = clip_auc(t, "statistic")
         html.append(f"<h3>{what}</h3>" + (table(t) if t is not None and len(t) else
                                            missing(f"Not available: {note or f'group/{name} has no rows'}.")))
     pred, note = run.table("prediction.tsv", ["features", "model", "metric", "estimate", "ci_low", "ci_high"])
@@ -227,10 +255,12 @@ def rvi_section(run) -> str:
     if pred is None or pred.empty:
         html.append(missing(f"No prediction results: {note or 'group/prediction.tsv has no rows'}."))
     else:
+        pred = clip_auc(pred, "metric")
         auc = pred[pred["metric"] == "auc"]
         if len(auc):
             html.append(img(fig.estimate_plot(auc, auc["features"] + " / " + auc["model"], "AUC (95% CI)",
-                                              "Diagnosis prediction", ref=0.5), "Prediction AUCs with 95% CIs"))
+                                              "Diagnosis prediction", ref=0.5, limits=(0.0, 1.0)),
+                            "Prediction AUCs with 95% CIs"))
         html.append(table(pred, 60))
     return "".join(html)
 

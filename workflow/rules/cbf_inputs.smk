@@ -13,6 +13,8 @@ def _cbf_inputs():
                                           config["bids_dir"], CBF["maps_dir"], CBF["maps_glob"], CBF["asl_space"])
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
+    # only the analysed session (rviflow.scans.analysed_sessions, common.smk)
+    plans = {k: v for k, v in plans.items() if SESSIONS.get(v.participant_id, "") in ("", v.session or "")}
     already = {r["participant_id"] for r in DISCOVERY_QC}  # reported once, at BOLD discovery
     problems = [r for r in problems if r["participant_id"] not in already]
     for row in problems:

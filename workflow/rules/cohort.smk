@@ -7,6 +7,25 @@
 # RVI (+ discrimination, symptoms, expected patterns, frozen references), prediction.
 
 
+rule participants_table:  # the usable rows of participants.tsv (all checked at parse time, common.smk)
+    input:
+        PARTICIPANTS_RAW,
+    output:
+        PARTICIPANTS_TSV,
+    params:
+        groups=GROUPS,
+        covariates=config["covariates"],
+        site_column=config["site_column"],
+        symptoms=COHORT["symptoms"],
+    log:
+        os.path.join(OUT, "logs", "participants_table.log"),
+    localrule: True
+    conda:
+        os.path.join(ENVS, "cohort.yaml")
+    script:
+        "../../scripts/participants_table.py"
+
+
 rule effect_sizes:
     input:
         tables=[cohort_table(m) for m in MEASURES],

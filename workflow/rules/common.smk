@@ -1,17 +1,21 @@
 # Inputs, participants and output naming. Discovery runs once at parse time through
 # rviflow.bids_io; every output path comes from out_path().
 import functools
+import time
 
 import pandas as pd
 
-from rviflow.bids_io import (check_config_paths, derivative_path, discover_scans, match_participants,
-                             read_participants)
+from rviflow.bids_io import (check_config_paths, clean_participants, derivative_path, discover_scans,
+                             match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
 from rviflow.measures import GENERATED, REGISTRY, collect_rule, step_options
 from rviflow.parcellate import resolve_atlas
+from rviflow.scans import analysed_scans
 
 for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given
     config[_key] = config.get(_key) or ""
+# group labels may be numbers in YAML (case: 1); participants.tsv values are compared as text
+config["groups"] = {k: str(v) for k, v in config["groups"].items()}
 #: images to process; without fmriprep_dir the cohort stage runs on regional tables alone
 #: (cohort.tables, cohort.thickness) and participants.tsv: no per-scan steps
 IMAGING = bool(config["fmriprep_dir"])
@@ -24,34 +28,84 @@ ENVS = os.path.join(workflow.basedir, "envs")
 MEASURES = []
 
 
+def _config_conflicts():
+    """Config values that contradict each other: one line naming the keys, before any job."""
+    c = config["cohort"]
+    if c["harmonize"] and not config["site_column"]:
+        return ("config site_column is empty but cohort.harmonize is true (ComBat needs sites): set site_column "
+                "or cohort.harmonize: false")
+    if c["rvi"]["enabled"] and c["rvi"]["within_site"] and not config["site_column"]:
+        return ("config site_column is empty but cohort.rvi.within_site is true: set site_column or "
+                "cohort.rvi.within_site: false")
+    return None
+
+
+def _participant_problems(raw):
+    """Every unusable participants.tsv row, printed at once (one line each); the usable rows and
+    {participant_id: reason} of the excluded ones."""
+    c = config["cohort"]
+    clean, problems = clean_participants(raw, GROUPS["column"], GROUPS["case"], GROUPS["control"],
+                                         config["covariates"], config["site_column"], c["symptoms"])
+    say = workflow.is_main_process  # once, not again in every job that re-reads the workflow
+    for p in problems if say else []:
+        print(f"rviflow: {PARTICIPANTS_RAW}: {p['participant_id']}: {p['reason']} (excluded, see group/qc.tsv)",
+              file=sys.stderr)
+    other = [p["value"].strip("'") for p in problems if p["column"] == GROUPS["column"] and p["value"] != "n/a"]
+    if other and say:
+        counts = pd.Series(other).value_counts()
+        print(f"rviflow: {len(other)} participant(s) left out with a {GROUPS['column']} other than "
+              f"{GROUPS['case']!r} / {GROUPS['control']!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+              file=sys.stderr)
+    missing = [s for s in c["symptoms"] if s not in clean.columns]
+    # the default list is used "when present": name missing ones when some are there or the list was set
+    if missing and say and (len(missing) < len(c["symptoms"]) or c["symptoms"] != ["hamd", "phq9", "madrs", "bdi"]):
+        print(f"rviflow: cohort.symptoms {', '.join(missing)} not in {PARTICIPANTS_RAW} (not used)", file=sys.stderr)
+    reasons = {}
+    for p in problems:
+        reasons.setdefault(p["participant_id"], []).append(p["reason"])
+    return clean, {pid: "; ".join(r) for pid, r in reasons.items()}
+
+
 def _load_cohort():
-    """participants.tsv (validated) and the scans to process, with discovery QC rows (no scans
-    in a tables-only run)."""
+    """participants.tsv (every row checked), the scans to process, discovery QC rows and the
+    analysed session per subject (no scans in a tables-only run)."""
     required = [GROUPS["column"], *config["covariates"]] + ([config["site_column"]] if config["site_column"] else [])
     try:
-        if not PARTICIPANTS_TSV:
+        if not PARTICIPANTS_RAW:
             raise InputError("config participants and bids_dir are both empty: set participants (a participants.tsv "
                              "with the group, covariate and site columns) or bids_dir (the BIDS dataset holding it)")
         check_config_paths(config["bids_dir"], config["fmriprep_dir"], config["output_dir"], config["participants"])
-        participants = read_participants(PARTICIPANTS_TSV, required)
-        validate(participants, os.path.join(workflow.basedir, "workflow/schemas/participants.schema.yaml"))
+        if (conflict := _config_conflicts()):
+            raise InputError(conflict)
+        raw = read_participants(PARTICIPANTS_RAW, required, numeric=())
+        participants, excluded = _participant_problems(raw)
         if not IMAGING:
-            return participants, {}, []
-        scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE)
-        scans, problems = match_participants(scans, problems, participants)
+            return participants, {}, [], {}, ""
+        scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE, config["res"],
+                                         config["run"], config["acq"])
+        scans, problems = match_participants(scans, problems, raw)
+        scans, rows, chosen = analysed_scans(scans, excluded, config["session"], config["bids_dir"])
+        problems += rows
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
-    for row in problems:
-        print(f"rviflow: {row['participant_id']}: {row['reason']} (excluded, see group/qc.tsv)", file=sys.stderr)
+    for row in problems if workflow.is_main_process else []:
+        if row["step"] != "participants" and not (row["step"] == "session" and row["status"] == "ok"):  # said above
+            print(f"rviflow: {row['participant_id']}: {row['reason']} (excluded, see group/qc.tsv)", file=sys.stderr)
     if not scans:
-        raise WorkflowError(f"rviflow: no usable task-{config['task']} space-{SPACE} BOLD under {config['fmriprep_dir']}")
-    return participants, {s.key: s for s in scans}, problems
+        raise WorkflowError(f"rviflow: no usable task-{config['task']} space-{SPACE} BOLD under {config['fmriprep_dir']}"
+                            " (every subject excluded: see the lines above)")
+    res = config["res"] if config["res"] != "native" else ""
+    return participants, {s.key: s for s in scans}, problems, chosen, res or scans_resolution(scans)
 
 
-PARTICIPANTS_TSV = config["participants"] or (
+#: the participants.tsv given (config participants, else <bids_dir>/participants.tsv); the cohort
+#: rules read PARTICIPANTS_TSV, its usable rows (rule participants_table in cohort.smk)
+PARTICIPANTS_RAW = config["participants"] or (
     config["bids_dir"] and os.path.join(config["bids_dir"], "participants.tsv")
 )
-PARTICIPANTS, SCANS, DISCOVERY_QC = _load_cohort()
+PARTICIPANTS_TSV = os.path.join(OUT, "group", "participants.tsv")
+#: SESSIONS: {participant_id: analysed session} (rviflow.scans.analysed_sessions); RES: res- of the outputs
+PARTICIPANTS, SCANS, DISCOVERY_QC, SESSIONS, RES = _load_cohort()
 ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atlas"]["labels"])
 
 
@@ -69,7 +123,7 @@ def out_path(desc, suffix, ext, scan="{scan}"):
 def _out_pattern(desc, suffix, ext):
     # rviflow.bids_io.derivative_path names every output; building it once per kind and filling
     # in the scan key is ~30x faster than a Path per file (250,000 of them at UK Biobank size)
-    return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext))
+    return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext, RES))
 
 
 def group_path(name):
@@ -216,3 +270,34 @@ def file_mb(path):
         return os.path.getsize(path) / 2**20
     except OSError:
         return 0.0
+
+
+# End of run (the onsuccess / onerror hooks in report.smk; REPORT_HTML is set there).
+RUN_START = time.time()
+
+
+def finish_run(ok):
+    """End of every run (success or error): qc.tsv and the report exist (written here from what the
+    run produced if a failure kept their rules from running), then one summary line."""
+    from rviflow.cohort import write_qc_table
+    from rviflow.outcome import failure_of, run_summary
+    from rviflow.report import build_report
+
+    qc = group_path("qc.tsv")
+
+    def stale(path):  # not written by this run (its rule did not get to run)
+        return not os.path.exists(path) or os.path.getmtime(path) < RUN_START
+
+    if not ok:
+        try:
+            if stale(qc):
+                steps = [group_path(f"qc/steps_{m}.tsv") for m in MEASURES] + [group_path("qc/cohort.tsv")]
+                write_qc_table(list(DISCOVERY_QC), [s for s in steps if os.path.exists(s)], qc)
+            if stale(REPORT_HTML):
+                build_report(OUT, dict(config), REPORT_HTML,
+                             PARTICIPANTS_TSV if os.path.exists(PARTICIPANTS_TSV) else PARTICIPANTS_RAW,
+                             ATLAS_IMAGE, ATLAS_LABELS, log=os.path.join(OUT, "logs", "report.log"))
+        except Exception as exc:  # the summary line below still says what exists
+            print(f"rviflow: could not write qc.tsv / the report after the failure: {exc}", file=sys.stderr)
+    failed = {os.path.relpath(t, OUT): r for t in rviflow_targets() if os.path.exists(t) and (r := failure_of(t))}
+    print(run_summary(qc, REPORT_HTML, failed), file=sys.stderr)

@@ -40,9 +40,11 @@ rule collect_reho:
         **per_scan_inputs("reho", REHO_BATCHES, **REHO_FILES),
     output:
         table=group_path("parcels_reho.tsv"),
+        scans=group_path("parcels_reho_scans.tsv"),
         qc=group_path("qc/steps_reho.tsv"),
     params:
         files=REHO_FILES,
+        combine_runs=config["combine_runs"],
     log:
         os.path.join(OUT, "logs", "collect_reho.log"),
     resources:

@@ -24,3 +24,12 @@ rule report:
         os.path.join(ENVS, "report.yaml")
     script:
         "../../scripts/report.py"
+
+
+# every run ends with qc.tsv, the report and one summary line (finish_run, common.smk)
+onsuccess:
+    finish_run(True)
+
+
+onerror:
+    finish_run(False)
