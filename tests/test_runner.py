@@ -57,6 +57,15 @@ def test_descriptors_are_restored_and_no_log_means_untouched(tmp_path, capfd):
     assert run(_Smk(None), _noisy, value=1) == 1  # a rule without log: nothing redirected
 
 
+def test_a_user_line_reaches_the_terminal_and_the_log(tmp_path, capfd):
+    from rviflow.runner import tell
+
+    with logged(tmp_path / "a.log"):
+        tell("rviflow denoise: sub-04: BOLD has 3 dimensions")
+    assert "sub-04: BOLD has 3 dimensions" in capfd.readouterr().err
+    assert "sub-04: BOLD has 3 dimensions" in (tmp_path / "a.log").read_text()
+
+
 def test_resolve_reference():
     assert resolve("os.path:join") is os.path.join and resolve(len) is len
 

@@ -42,8 +42,9 @@ class MeasureSpec:
     ----------
     name : the measure's key (group/parcels_<name>.tsv, config ``cohort.tables.<name>``).
     title : how the report names it.
-    chain : the per-scan steps in order, names in :data:`rviflow.batches.STEPS`; the last
-        step before ``parcellate`` is the measure's own.
+    chain : the per-scan steps in order; the first names the series a BOLD measure reads
+        (``denoise``: confounds regressed and band-passed; ``regress``: not band-passed), the
+        last before ``parcellate`` is the measure's own.
     step : "module:function" of the measure's step (in :mod:`rviflow.steps`).
     interface : "module:class" of its nipype interface.
     outputs : {output key: Output} the measure's step declares (json = its sidecar).
@@ -61,8 +62,6 @@ class MeasureSpec:
     compute : "module:function" writing the maps of one scan (generated measures):
         ``compute(bold_file, mask_file, outputs, threads=1, **options) -> {"Parameters": ...,
         "QC": ...}``; options are the config section's keys but ``enabled`` and ``*parcel_map``.
-    series : the BOLD series it reads (generated measures): "regressed" = confounds regressed,
-        not band-passed (rule ``regress``).
     references : {citation key: reference text} for keys not in rviflow.report_methods.
     env : its conda environment file under envs/.
     """
@@ -83,7 +82,6 @@ class MeasureSpec:
     methods: str = ""
     parcel_choices: tuple[str, ...] = field(default=())
     compute: str = ""
-    series: str = "regressed"
     references: dict[str, str] = field(default_factory=dict)
     env: str = "reho.yaml"
 

@@ -26,6 +26,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+#: the process's stderr before :func:`logged` redirected it (the terminal / Snakemake's stream)
+_TERMINAL: list[int] = []
+
+
+def tell(line: str) -> None:
+    """A one-line message for the user: into the log (current stderr) and, when a rule's log
+    holds stderr, to the terminal as well (a bad subject's line must be seen where it runs)."""
+    print(line, file=sys.stderr, flush=True)
+    if _TERMINAL:
+        os.write(_TERMINAL[-1], (line + "\n").encode())
+
+
 def resolve(ref: str | Callable) -> Callable:
     """The function a "module:function" reference names (a callable is returned as is)."""
     if callable(ref):
@@ -51,6 +63,7 @@ def logged(log: str | os.PathLike | None):
     with open(log, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         os.dup2(fh.fileno(), 1)  # and below Python: C libraries and subprocesses write to fds 1 and 2
         os.dup2(fh.fileno(), 2)
+        _TERMINAL.append(saved[1])
         handler = logging.StreamHandler(fh)
         logging.getLogger().addHandler(handler)
         logging.captureWarnings(True)
@@ -65,6 +78,7 @@ def logged(log: str | os.PathLike | None):
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            _TERMINAL.pop()
             logging.captureWarnings(False)
             logging.getLogger().removeHandler(handler)
             os.dup2(saved[0], 1)

@@ -16,12 +16,12 @@ import contextlib
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Callable
 
 from .bids_io import read_json, write_json
 from .errors import InputError, OutputError
+from .runner import tell
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 _INPUT_ERROR_RE = re.compile(r"rviflow\.errors\.InputError: (.*)$", re.MULTILINE)
@@ -105,7 +105,7 @@ def run_subject_step(
         message = str(err)
         if not message.startswith(participant_id):
             message = f"{participant_id}: {message}"
-        print(f"rviflow {step}: {message}", file=sys.stderr)
+        tell(f"rviflow {step}: {message}")
         if on_error == "fail":
             _log(log, f"rviflow {step}: {message}")
             raise SystemExit(f"rviflow {step}: {message}") from None

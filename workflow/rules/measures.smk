@@ -1,23 +1,33 @@
-# Rules generated from the measure registry (rviflow.measures.GENERATED) for every measure whose
-# config section says enabled: true. Per scan: the series it reads (rule regress: confounds
-# regressed, not band-passed), its step (one rule per step, shared by a family such as alff /
-# falff), parcellation of the chosen map; per cohort: collect_<m>; in batch mode: <step>_batch.
-# A new measure needs no rule file: see CONTRIBUTING.md.
+# Rules generated from the measure registry (rviflow.measures). Per scan: the BOLD series the
+# measures read (denoise: confounds regressed + band-passed, for ReHo; regress: confounds regressed,
+# not band-passed, for ALFF-type measures), the step of every generated measure whose config
+# section says enabled: true (one rule per step, shared by a family such as alff / falff), and
+# parcellation of each measure's chosen map; per cohort: collect_<m>; in batch mode: <step>_batch.
+# ReHo's own step stays in reho.smk. A new measure needs no rule file: see CONTRIBUTING.md.
+DENOISE_OPTIONS = {k: v for k, v in config["denoise"].items() if k != "keep_denoised"}
 GEN_MEASURES = [s for s in GENERATED.values() if config.get(s.config_section, {}).get("enabled")]
 GEN_STEPS = {s.step_name: s for s in reversed(GEN_MEASURES)}  # the family's first spec names its step
 GEN_BATCHES = {step: batches_of(step, SCANS) for step in GEN_STEPS}
 MEASURES.extend(s.name for s in GEN_MEASURES)
-# the regressed series is band-pass free: ALFF-type measures need the whole spectrum
-REGRESS_OPTIONS = {**DENOISE_OPTIONS, "high_pass": None, "low_pass": None}
-for _s in GEN_MEASURES:
-    if _s.series != "regressed":
-        raise WorkflowError(f"rviflow: measure {_s.name}: series {_s.series!r} is not generated (only 'regressed')")
+#: series rule -> (desc of its output, options): regress keeps the whole spectrum (fALFF needs it)
+SERIES = {"denoise": ("denoised", DENOISE_OPTIONS),
+          "regress": ("regressed", {**DENOISE_OPTIONS, "high_pass": None, "low_pass": None})}
+#: measures parcellated and collected here: ReHo (step in reho.smk) and the generated ones
+PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES]
+#: step -> the spec naming it, and its batches (ReHo's: reho.smk)
+STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
+BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES}
+
+
+def series_path(spec, ext, key="{scan}"):
+    """The BOLD series (``ext`` .nii.gz) or its sidecar (.json) a measure reads."""
+    return out_path(SERIES[spec.chain[0]][0], "bold", ext, scan=key)
 
 
 def gen_outputs(step, key="{scan}"):
-    """{output key: path} of a generated step (the union over its family)."""
+    """{output key: path} of a measure step (the union over its family)."""
     outs = {}
-    for s in GEN_MEASURES:
+    for s in PARCELLATED:
         if s.step_name == step:
             outs.update({k: out_path(o.desc, o.suffix, o.ext, scan=key) for k, o in s.outputs.items()})
     return outs
@@ -34,27 +44,28 @@ def gen_files(spec):
     """The per-scan files collect_<m> reads: parcels + sidecars of the series and the step (the
     step's QC goes into the family's first measure's step table only, as for CBF)."""
     files = dict(tsv=per_scan(spec.name, "parcels", ".tsv"), json=per_scan(spec.name, "parcels", ".json"))
-    if GEN_STEPS[spec.step_name] is spec:
-        files["regress_json"] = per_scan("regressed", "bold", ".json")
+    if STEP_SPECS[spec.step_name] is spec:
+        files[f"{spec.chain[0]}_json"] = per_scan(SERIES[spec.chain[0]][0], "bold", ".json")
         files[f"{spec.step_name}_json"] = [gen_outputs(spec.step_name, k)["json"] for k in sorted(SCANS)]
     return files
 
 
-def gen_chain(step, key):
-    """One scan's regress -> step -> parcellation of each family member, as run_batch steps."""
-    s, spec = SCANS[key], GEN_STEPS[step]
+def measure_chain(step, key):
+    """One scan's series -> step -> parcellation of each family member, as run_batch steps
+    (kwargs of rviflow.steps), with the per-scan rules' file names (batch.smk)."""
+    s, spec = SCANS[key], STEP_SPECS[step]
     outs = gen_outputs(step, key)
-    series = dict(bold=out_path("regressed", "bold", ".nii.gz", scan=key),
-                  json=out_path("regressed", "bold", ".json", scan=key))
+    series = dict(bold=series_path(spec, ".nii.gz", key), json=series_path(spec, ".json", key))
     common = dict(participant_id=s.participant_id, on_error=config["on_subject_error"])
+    src = spec.chain[0]
     steps = [dict(step="denoise", kwargs=dict(bold=s.bold, mask=s.mask, out_bold=series["bold"],
-                                              out_json=series["json"], work_dir=work_dir("regress", key),
-                                              options=REGRESS_OPTIONS, log=log_path("regress", key), **common)),
-             dict(step="measure", kwargs=dict(measure=spec.name, bold=series["bold"], bold_json=series["json"],
-                                              mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
-                                              options=step_options(spec, config[spec.config_section]),
-                                              threads=spec.threads, log=log_path(step, key), **common))]
-    for m in GEN_MEASURES:
+                                              out_json=series["json"], work_dir=work_dir(src, key),
+                                              options=SERIES[src][1], log=log_path(src, key), **common)),
+             dict(step="measure" if spec.compute else step, kwargs=dict(
+                 bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
+                 options=step_options(spec, config[spec.config_section]), threads=spec.threads,
+                 log=log_path(step, key), **common, **(dict(measure=spec.name) if spec.compute else {})))]
+    for m in PARCELLATED:
         if m.step_name == step:
             steps.append(dict(step="parcellate", kwargs=dict(
                 in_map=gen_parcel_map(m, key), in_json=outs["json"], valid_mask=outs["mask"],
@@ -65,23 +76,26 @@ def gen_chain(step, key):
     return dict(key=key, participant_id=s.participant_id, steps=steps)
 
 
-if GEN_MEASURES:
+for _src in ["denoise"] + (["regress"] if any(m.chain[0] == "regress" for m in GEN_MEASURES) else []):
 
-    rule regress:
+    rule:
+        name:
+            _src
         input:
             bold=lambda w: scan_of(w).bold,
             mask=lambda w: scan_of(w).mask,
             confounds=lambda w: scan_of(w).confounds,
         output:
-            bold=temp(out_path("regressed", "bold", ".nii.gz")),
-            json=out_path("regressed", "bold", ".json"),
+            bold=out_path(SERIES[_src][0], "bold", ".nii.gz") if _src == "denoise" and config["denoise"]["keep_denoised"]
+            else temp(out_path(SERIES[_src][0], "bold", ".nii.gz")),
+            json=out_path(SERIES[_src][0], "bold", ".json"),
         params:
             participant_id=lambda w: scan_of(w).participant_id,
-            options=REGRESS_OPTIONS,
-            work_dir=work_dir("regress"),
+            options=SERIES[_src][1],
+            work_dir=work_dir(_src),
             on_error=config["on_subject_error"],
         log:
-            log_path("regress"),
+            log_path(_src),
         resources:
             mem_mb=scan_mem_mb(1500, 12),
             runtime=scan_runtime(10, 0.1),
@@ -99,8 +113,8 @@ for _step, _spec in GEN_STEPS.items():
         name:
             _step
         input:
-            bold=out_path("regressed", "bold", ".nii.gz"),
-            bold_json=out_path("regressed", "bold", ".json"),
+            bold=series_path(_spec, ".nii.gz"),
+            bold_json=series_path(_spec, ".json"),
             mask=lambda w: scan_of(w).mask,
         output:
             **gen_outputs(_step),
@@ -123,38 +137,42 @@ for _step, _spec in GEN_STEPS.items():
         script:
             "../../scripts/measure.py"
 
-    if GEN_BATCHES[_step]:
 
-        rule:
-            name:
-                f"{_step}_batch"
-            input:
-                unpack(lambda w, _step=_step: dict(bold=[SCANS[k].bold for k in GEN_BATCHES[_step][w.batch]],
-                                                   mask=[SCANS[k].mask for k in GEN_BATCHES[_step][w.batch]],
-                                                   confounds=[SCANS[k].confounds for k in GEN_BATCHES[_step][w.batch]])),
-                atlas_image=ATLAS_IMAGE,
-                atlas_labels=ATLAS_LABELS,
-            output:
-                batch_record(_step),
-            params:
-                plan=lambda w, _step=_step: [gen_chain(_step, k) for k in GEN_BATCHES[_step][w.batch]],
-                intermediates=lambda w, _step=_step: [out_path("regressed", "bold", ".nii.gz", scan=k)
-                                                      for k in GEN_BATCHES[_step][w.batch]],
-            threads: _spec.threads
-            log:
-                os.path.join(OUT, "logs", f"{_step}_batch", "batch-{batch}.log"),
-            resources:
-                mem_mb=batch_mem_mb(_spec.resources[0], _spec.resources[1] + 12,
-                                    lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in GEN_BATCHES[_step][w.batch]]),
-                runtime=batch_runtime(_spec.resources[2] + 10, _spec.resources[3] + 0.1,
-                                      lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in GEN_BATCHES[_step][w.batch]]),
-            conda:
-                os.path.join(ENVS, _spec.env)
-            script:
-                "../../scripts/batch.py"
+for _step, _spec in STEP_SPECS.items():
+    if not BATCHES_OF[_step]:
+        continue
+
+    rule:
+        name:
+            f"{_step}_batch"
+        input:
+            unpack(lambda w, _step=_step: dict(bold=[SCANS[k].bold for k in BATCHES_OF[_step][w.batch]],
+                                               mask=[SCANS[k].mask for k in BATCHES_OF[_step][w.batch]],
+                                               confounds=[SCANS[k].confounds for k in BATCHES_OF[_step][w.batch]])),
+            atlas_image=ATLAS_IMAGE,
+            atlas_labels=ATLAS_LABELS,
+        output:
+            batch_record(_step),
+        params:
+            plan=lambda w, _step=_step: [measure_chain(_step, k) for k in BATCHES_OF[_step][w.batch]],
+            intermediates=lambda w, _spec=_spec, _step=_step: [] if _spec.chain[0] == "denoise" and config["denoise"][
+                "keep_denoised"] else [series_path(_spec, ".nii.gz", k) for k in BATCHES_OF[_step][w.batch]],
+        threads: _spec.threads
+        log:
+            os.path.join(OUT, "logs", f"{_step}_batch", "batch-{batch}.log"),
+        resources:
+            # scans run one after the other: memory of the largest (series + step), runtime summed
+            mem_mb=batch_mem_mb(_spec.resources[0], max(_spec.resources[1], 12),
+                                lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in BATCHES_OF[_step][w.batch]]),
+            runtime=batch_runtime(_spec.resources[2], _spec.resources[3] + 0.1,
+                                  lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in BATCHES_OF[_step][w.batch]]),
+        conda:
+            os.path.join(ENVS, _spec.env)
+        script:
+            "../../scripts/batch.py"
 
 
-for _spec in GEN_MEASURES:
+for _spec in PARCELLATED:
 
     rule:
         name:
@@ -189,13 +207,15 @@ for _spec in GEN_MEASURES:
         name:
             f"collect_{_spec.name}"
         input:
-            **per_scan_inputs(_spec.step_name, GEN_BATCHES[_spec.step_name], **gen_files(_spec)),
+            **per_scan_inputs(_spec.step_name, BATCHES_OF[_spec.step_name], **gen_files(_spec)),
         output:
             table=group_path(f"parcels_{_spec.name}.tsv"),
+            scans=group_path(f"parcels_{_spec.name}_scans.tsv"),
             qc=group_path(f"qc/steps_{_spec.name}.tsv"),
         params:
             files=gen_files(_spec),
-            parcellate_step=f"parcellate_{_spec.name}",
+            combine_runs=config["combine_runs"],
+            **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}")),
         log:
             os.path.join(OUT, "logs", f"collect_{_spec.name}.log"),
         resources:
