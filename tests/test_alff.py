@@ -6,6 +6,8 @@ sinusoids with known amplitude, (3) XCP-D's definition (scipy periodogram, sqrt,
 (4) C-PAC's (SD of the ideally band-passed series, Parseval).
 """
 
+import json
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -134,3 +136,107 @@ def test_bad_input():
         alff_map(np.ones((3, 3, 3, 100)), np.ones((3, 3, 3), bool), 2.0)
     with pytest.raises(InputError, match="repetition time"):
         band_bins(100, 0.0)
+
+
+# --- through the workflow: rules generated from the registry (workflow/rules/measures.smk) ---------
+
+
+
+def _plant_alff(cohort, rng):
+    """Add band-limited (0.02-0.06 Hz) fluctuations to the MDD subjects' BOLD in the synthetic
+    cohort's planted regions: ALFF (and fALFF) up there, nothing elsewhere."""
+    import nibabel as nib
+    import pandas as pd
+
+    from rviflow.synth import PLANTED_REGIONS, synthetic_grid
+
+    atlas, labels, _ = synthetic_grid()
+    grid = np.asarray(atlas.dataobj)
+    planted = np.isin(grid, labels.loc[labels["label"].isin(PLANTED_REGIONS), "index"].to_numpy())
+    part = pd.read_csv(cohort["participants"], sep="\t")
+    for pid in part.loc[part["diagnosis"] == "MDD", "participant_id"]:
+        bold = next((cohort["fmriprep"] / pid / "func").glob("*_desc-preproc_bold.nii.gz"))
+        img = nib.load(bold)
+        data = np.asarray(img.dataobj).astype(np.float32)
+        n = data.shape[3]
+        spec = np.fft.rfft(rng.standard_normal((int(planted.sum()), n)), axis=1)
+        f = np.fft.rfftfreq(n, d=2.0)
+        spec[:, (f < 0.02) | (f > 0.06)] = 0
+        slow = np.fft.irfft(spec, n=n, axis=1)
+        slow *= 25.0 / slow.std(axis=1, keepdims=True)  # BOLD SD ~20: a strong in-band boost
+        data[planted] += slow
+        nib.Nifti1Image(np.round(data).astype(np.int16), img.affine, img.header).to_filename(bold)
+    return planted
+
+
+@pytest.fixture(scope="module")
+def alff_runs(tmp_path_factory):
+    """8 synthetic subjects with an ALFF effect planted; ALFF enabled; per-scan and batch mode."""
+    from conftest import MACHINERY_CONFIG, run_snakemake, write_config
+    from rviflow.synth import write_cohort
+
+    root = tmp_path_factory.mktemp("alff")
+    cohort = write_cohort(root / "cohort", n_subjects=8, seed=11, n_sites=2, asl=False)
+    _plant_alff(cohort, np.random.default_rng(11))
+    settings = dict(MACHINERY_CONFIG, alff={"enabled": True})
+    runs = {}
+    for mode, extra in (("scan", {}), ("batch", {"batch_size": 4})):
+        proc = run_snakemake(write_config(root / f"{mode}.yaml", cohort, root / mode, **settings, **extra), root)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        runs[mode] = (proc, root / mode)
+    return runs, cohort
+
+
+@pytest.mark.workflow
+def test_planted_alff_effect_is_recovered(alff_runs):
+    import pandas as pd
+
+    from rviflow.synth import PLANTED_REGIONS
+
+    runs, cohort = alff_runs
+    out = runs["scan"][1]
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    labels = pd.read_csv(out / "group" / "parcels_alff.tsv", sep="\t").columns[2:]
+    assert len(labels) == 83
+    for m in ("alff", "falff"):
+        e = eff[eff["measure"] == m]
+        planted = e["region"].str.contains("|".join(PLANTED_REGIONS))
+        assert planted.sum() == 2 * len(PLANTED_REGIONS)
+        assert (e.loc[planted, "d"] > 1).all(), e.loc[planted, ["region", "d"]]
+        assert e.loc[planted, "d"].min() > e.loc[~planted, "d"].quantile(0.9)
+    sides = sorted(out.rglob("*_desc-alff_bold.json"))
+    assert len(sides) == 8
+    side = json.loads(sides[0].read_text())
+    assert side["status"] == "ok" and side["Parameters"]["band_hz"] == [0.01, 0.08]
+    assert side["QC"]["n_band_bins"] == 15  # 100 volumes, TR 2 s: 0.01-0.08 Hz in 0.005 Hz steps
+    assert not list(out.rglob("*_desc-regressed_bold.nii.gz"))  # a temp file
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
+    assert {"regress", "alff", "parcellate_alff", "parcellate_falff"} <= set(qc["step"])
+    html = (out / "report" / "rviflow_report.html").read_text()
+    assert "Effect sizes: ALFF" in html and "Effect sizes: fALFF" in html
+    assert "amplitude of low-frequency fluctuations (ALFF)" in html and "Zou QH" in html and "Zang YF" in html
+
+
+@pytest.mark.workflow
+def test_alff_series_is_not_band_passed(alff_runs):
+    """The regressed series keeps its spectrum above 0.08 Hz (fALFF's denominator needs it)."""
+    import nibabel as nib
+
+    out = alff_runs[0]["scan"][1]
+    falff = np.asarray(nib.load(next(out.rglob("*_desc-falff_bold.nii.gz"))).dataobj)
+    mask = np.asarray(nib.load(next(out.rglob("*_desc-alff_mask.nii.gz"))).dataobj) > 0
+    # white noise: ~ (share of bins in band) = 15 / 50; band-passed, fALFF would be ~1
+    assert 0.2 < np.median(falff[mask]) < 0.5
+
+
+@pytest.mark.workflow
+def test_alff_batch_mode_equals_per_scan_mode(alff_runs):
+    from conftest import assert_same_outputs, finished_jobs
+
+    runs, _ = alff_runs
+    proc, _ = runs["batch"]
+    rules = [r for r, _ in finished_jobs(proc.stdout + proc.stderr)]
+    assert rules.count("alff_batch") == 2 and "alff" not in rules and "regress" not in rules
+    compared = assert_same_outputs(runs["scan"][1], runs["batch"][1])
+    assert {"group/parcels_alff.tsv", "group/parcels_falff.tsv"} <= compared
+    assert sum(f.endswith("_desc-zfalff_bold.nii.gz") for f in compared) == 8

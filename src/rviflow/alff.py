@@ -25,6 +25,8 @@ has no ALFF and XCP-D loops over voxels in Python.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .errors import InputError
@@ -127,3 +129,42 @@ def alff_map(data: np.ndarray, mask: np.ndarray, tr: float, band: tuple[float, f
         out[name] = full
         out["m" + name], out["z" + name] = normalise_in_mask(full, mask, {"alff": "ALFF", "falff": "fALFF"}[name])
     return out
+
+
+def compute_alff(bold_file: str, mask_file: str, outputs: dict[str, str], threads: int = 1,
+                 band: tuple[float, float] | list[float] = DEFAULT_BAND, chunk: int = 4096) -> dict:
+    """One scan's ALFF family (the registry's ``compute`` for alff / falff).
+
+    Reads the confound-regressed, not band-passed BOLD (TR from its header or sidecar) and its
+    mask; writes ``outputs`` alff, malff, zalff, falff, mfalff, zfalff (float32 NIfTI) and mask
+    (voxels with a non-constant series). ``threads`` is unused: one FFT per chunk is already
+    memory-bound. Returns the sidecar's Parameters and QC.
+    """
+    import nibabel as nib
+
+    from .bids_io import read_json, save_nifti
+    from .denoise import load_4d, load_mask, repetition_time
+
+    img = load_4d(bold_file)
+    mask = load_mask(mask_file, img.shape, img.affine)
+    tr = repetition_time(bold_file, img)
+    # censored volumes are dropped from the series: its FFT would treat the gaps as contiguous
+    side = Path(str(bold_file).replace(".nii.gz", ".json"))
+    qc_in = read_json(side).get("QC", {}) if side.exists() else {}
+    if qc_in.get("n_volumes_kept", 0) < qc_in.get("n_volumes", 0):
+        raise InputError(f"{qc_in['n_volumes'] - qc_in['n_volumes_kept']} volumes were censored (denoise.scrub); "
+                         f"ALFF needs the uncensored series", path=str(bold_file))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    used = mask & (data.std(axis=3) > 0)
+    maps = alff_map(data, used, tr, tuple(band), chunk)
+    hdr = img.header.copy()
+    hdr.set_data_shape(img.shape[:3])
+    hdr.set_data_dtype(np.float32)
+    for key, arr in maps.items():
+        save_nifti(nib.Nifti1Image(arr, img.affine, hdr), outputs[key])
+    save_nifti(nib.Nifti1Image(used.astype(np.uint8), img.affine), outputs["mask"])
+    qc = dict(n_voxels_mask=int(mask.sum()), n_voxels_zero_variance=int(mask.sum() - used.sum()),
+              mean_alff=float(maps["alff"][used].mean()), mean_falff=float(maps["falff"][used].mean()),
+              n_timepoints=int(img.shape[3]), n_band_bins=int(band_bins(img.shape[3], tr, tuple(band)).sum()))
+    return dict(Parameters=dict(band_hz=list(band), repetition_time_s=tr,
+                                amplitude="2|FFT|/N of the mean-removed series, DC left out"), QC=qc)

@@ -121,8 +121,38 @@ RCBF = MeasureSpec(
     methods="Relative CBF was CBF divided by its mean in the {reference} reference.",
 )
 
+_ALFF_OUTPUTS = {k: Output(k, "bold") for k in ("alff", "malff", "zalff", "falff", "mfalff", "zfalff")} | {
+    "mask": Output("alff", "mask"), "json": Output("alff", "bold", ".json")}
+_ALFF_REFERENCES = {
+    "zang2007": "Zang YF, et al. Altered baseline brain activity in children with ADHD revealed by resting-state "
+                "functional MRI. Brain Dev. 2007;29(2):83-91. doi:10.1016/j.braindev.2006.07.002",
+    "zou2008": "Zou QH, et al. An improved approach to detection of amplitude of low-frequency fluctuation (ALFF) "
+               "for resting-state fMRI: fractional ALFF. J Neurosci Methods. 2008;172(1):137-141. "
+               "doi:10.1016/j.jneumeth.2008.04.012",
+}
+ALFF = MeasureSpec(
+    name="alff", title="ALFF", chain=("regress", "alff", "parcellate"),
+    step="rviflow.steps:measure_step", interface="rviflow.interfaces:ComputeMeasure",
+    compute="rviflow.alff:compute_alff", outputs=_ALFF_OUTPUTS,
+    parcel_map="parcel_map", parcel_choices=("alff", "malff", "zalff"), config_section="alff",
+    resources=(1500, 4, 10, 0.02), qc_columns=("mean_alff",), unit="BOLD amplitude",
+    citations=("zang2007",), references=_ALFF_REFERENCES,
+    methods="The amplitude of low-frequency fluctuations (ALFF) was the mean amplitude (2|FFT|/N) in "
+            "{band[0]}-{band[1]} Hz of each voxel's confound-regressed, not band-passed series, as DPABI "
+            "computes it; mALFF divides it by the mean in the brain mask and zALFF standardises it there; "
+            "the {parcel_map} map was parcellated.",
+)
+FALFF = MeasureSpec(
+    name="falff", title="fALFF", chain=ALFF.chain, step=ALFF.step, interface=ALFF.interface,
+    compute=ALFF.compute, outputs=_ALFF_OUTPUTS, parcel_map="falff_parcel_map",
+    parcel_choices=("falff", "mfalff", "zfalff"), config_section="alff", resources=ALFF.resources,
+    qc_columns=("mean_falff",), unit="ratio", citations=("zou2008",), references=_ALFF_REFERENCES,
+    methods="Fractional ALFF (fALFF) was the amplitude summed in that band over the amplitude summed over the "
+            "whole spectrum; the {falff_parcel_map} map was parcellated.",
+)
+
 #: measures the pipeline computes from images, by name
-REGISTRY: dict[str, MeasureSpec] = {m.name: m for m in (REHO, CBF, RCBF)}
+REGISTRY: dict[str, MeasureSpec] = {m.name: m for m in (REHO, CBF, RCBF, ALFF, FALFF)}
 #: measures with hand-written rule files (reho.smk, parcellate.smk, cbf.smk)
 WIRED = ("reho", "cbf", "rcbf")
 #: measures whose rules workflow/rules/measures.smk generates
