@@ -63,7 +63,6 @@ class MeasureSpec:
         ``compute(bold_file, mask_file, outputs, threads=1, **options) -> {"Parameters": ...,
         "QC": ...}``; options are the config section's keys but ``enabled`` and ``*parcel_map``.
     references : {citation key: reference text} for keys not in rviflow.report_methods.
-    env : its conda environment file under envs/.
     """
 
     name: str
@@ -83,7 +82,6 @@ class MeasureSpec:
     parcel_choices: tuple[str, ...] = field(default=())
     compute: str = ""
     references: dict[str, str] = field(default_factory=dict)
-    env: str = "reho.yaml"
 
     @property
     def step_name(self) -> str:
