@@ -1,7 +1,8 @@
 """Snakemake script: BIDS-derivatives dataset_description.json at the output root."""
 from pathlib import Path
 
-from rviflow.bids_io import write_dataset_description
+from rviflow.runner import run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-write_dataset_description(Path(sm.output[0]).parent, list(sm.params.sources))
+run(sm, "rviflow.bids_io:write_dataset_description", output_dir=Path(sm.output[0]).parent,
+    source_dirs=list(sm.params.sources))

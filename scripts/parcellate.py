@@ -1,9 +1,10 @@
 """Snakemake script: one scan's regional means (rviflow.steps.parcellate_step)."""
-from rviflow.steps import parcellate_step
+from rviflow.runner import run
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-measure = sm.rule.removeprefix("parcellate_")
-parcellate_step(sm.input.map, sm.input.map_json, sm.input.valid, sm.input.atlas_image, sm.input.atlas_labels,
-                measure, sm.output.tsv, sm.output.json, sm.params.work_dir, sm.params.participant_id,
-                sm.params.session, sm.params.on_error, sm.log[0], sm.input.get("brain"),
-                sm.params.get("min_coverage", 0.5))
+extra = dict(brain_mask=sm.input.brain, min_coverage=sm.params.min_coverage) if sm.input.get("brain") else {}
+run(sm, "rviflow.steps:parcellate_step", in_map=sm.input.map, in_json=sm.input.map_json, valid_mask=sm.input.valid,
+    atlas_image=sm.input.atlas_image, atlas_labels=sm.input.atlas_labels, measure=sm.rule.removeprefix("parcellate_"),
+    out_tsv=sm.output.tsv, out_json=sm.output.json, work_dir=sm.params.work_dir,
+    participant_id=sm.params.participant_id, session=sm.params.session, on_error=sm.params.on_error,
+    log=sm.log[0], **extra)

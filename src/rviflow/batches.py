@@ -20,9 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from .bids_io import atomic_path, read_json, write_tsv
-from .steps import cbf_step, denoise_step, parcellate_step, reho_step
+from .measures import REGISTRY, WIRED, resolve
+from .steps import denoise_step, measure_step, parcellate_step
 
-STEPS = {"denoise": denoise_step, "reho": reho_step, "parcellate": parcellate_step, "cbf": cbf_step}
+#: step name -> function: the shared steps (``measure``: any generated measure's step) plus each
+#: hand-wired measure's own step
+STEPS = {"denoise": denoise_step, "parcellate": parcellate_step, "measure": measure_step,
+         **{REGISTRY[m].chain[-2]: resolve(REGISTRY[m].step) for m in WIRED}}
 
 
 def assign_batches(keys: list[str], manifest: str | Path, size: int) -> dict[str, list[str]]:
@@ -48,7 +52,7 @@ def assign_batches(keys: list[str], manifest: str | Path, size: int) -> dict[str
     return {b: sorted(g["scan"]) for b, g in table.groupby("batch")}
 
 
-def run_batch(plan: list[dict], record: str | Path, remove: list[str] = ()) -> pd.DataFrame:
+def run_batch(plan: list[dict], record: str | Path, remove: list[str] = (), threads: int | None = None) -> pd.DataFrame:
     """Run each scan's steps in order (``plan``: one dict per scan with ``key``, ``participant_id``
     and ``steps``, a list of {"step": name in STEPS, "kwargs": {...}}); then delete ``remove``
     (intermediates the per-scan jobs would have kept as temp files) and write the record: one row
@@ -56,12 +60,16 @@ def run_batch(plan: list[dict], record: str | Path, remove: list[str] = ()) -> p
 
     A subject's bad input is handled inside the step functions exactly as in a per-scan job
     (failure sidecar, placeholders, on_subject_error); anything else stops the batch.
+    ``threads`` (the batch job's ``threads:``) replaces the planned threads of steps that take them.
     """
     rows = []
     for scan in plan:
         reason = ""
         for step in scan["steps"]:
-            ok = STEPS[step["step"]](**step["kwargs"])
+            kwargs = step["kwargs"]
+            if threads and "threads" in kwargs:
+                kwargs = {**kwargs, "threads": threads}
+            ok = STEPS[step["step"]](**kwargs)
             if not ok and not reason:
                 reason = _failure_reason(step)
         rows.append(dict(scan=scan["key"], participant_id=scan["participant_id"],

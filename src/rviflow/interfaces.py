@@ -90,6 +90,7 @@ class _ReHoInputSpec(BaseInterfaceInputSpec):
     out_mreho = traits.Str(mandatory=True)
     out_zreho = traits.Str(mandatory=True)
     out_mask = traits.Str(mandatory=True, desc="voxels with ReHo (mask minus zero-variance voxels)")
+    threads = traits.Int(1, usedefault=True, desc="threads of reho_map (the rule's threads:)")
 
 
 class _ReHoOutputSpec(TraitedSpec):
@@ -113,7 +114,8 @@ class ComputeReHo(SimpleInterface):
         i = self.inputs
         img = load_4d(i.in_file)
         mask = load_mask(i.mask_file, img.shape, img.affine)
-        w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, int(i.neighbourhood), i.tie_correction)
+        w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, int(i.neighbourhood), i.tie_correction,
+                           n_threads=int(i.threads))
         m, z = normalise_reho(w, used)
         if i.smoothing_fwhm > 0:
             from nilearn.image import smooth_img
@@ -250,4 +252,37 @@ class QuantifyCBF(SimpleInterface):
             ATTMap=i.out_att if res["att"] is not None else None, RelativeMap=i.out_rel,
             SoftwareVersions=software_versions()))
         self._results.update(out_cbf=i.out_cbf, out_rel=i.out_rel, out_mask=i.out_mask, out_json=side)
+        return runtime
+
+
+class _MeasureInputSpec(BaseInterfaceInputSpec):
+    measure = traits.Str(mandatory=True, desc="a measure of rviflow.measures.REGISTRY")
+    in_file = File(exists=True, mandatory=True, desc="4-D time series")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask")
+    outputs = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="output key -> path (the spec's outputs)")
+    options = traits.Dict(usedefault=True, desc="keyword arguments of the measure's compute function")
+    threads = traits.Int(1, usedefault=True)
+
+
+class _MeasureOutputSpec(TraitedSpec):
+    outputs = traits.Dict(traits.Str, traits.Str)
+
+
+class ComputeMeasure(SimpleInterface):
+    """Any registered measure's maps: its ``compute`` function (rviflow.measures) writes the maps
+    and returns its parameters and QC numbers; this adapter writes the sidecar."""
+
+    input_spec = _MeasureInputSpec
+    output_spec = _MeasureOutputSpec
+
+    def _run_interface(self, runtime):
+        from .measures import REGISTRY, resolve
+
+        i = self.inputs
+        spec = REGISTRY[i.measure]
+        outputs = dict(i.outputs)
+        record = resolve(spec.compute)(i.in_file, i.mask_file, outputs, threads=int(i.threads), **dict(i.options))
+        write_json(outputs["json"], dict(status="ok", Sources=[i.in_file], Measure=spec.title, **record,
+                                         SoftwareVersions=software_versions()))
+        self._results.update(outputs=outputs)
         return runtime

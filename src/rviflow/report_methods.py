@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from html import escape
 
+from .measures import GENERATED, references
+
 REFERENCES = {
     "fmriprep": "Esteban O, et al. fMRIPrep: a robust preprocessing pipeline for functional MRI. "
                 "Nat Methods. 2019;16:111-116. doi:10.1038/s41592-018-0235-4",
@@ -81,6 +83,7 @@ REFERENCES = {
     "gsea": "Subramanian A, et al. Gene set enrichment analysis. Proc Natl Acad Sci USA. "
             "2005;102(43):15545-15550. doi:10.1073/pnas.0506580102",
 }
+REFERENCES.update(references())  # the registered measures' citations (rviflow.measures)
 
 
 def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -153,6 +156,10 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
                      f"(FWHM {cbf.get('att_fwhm', 6.0)} mm), CBF by least squares at that transit time, bounded to "
                      f"[0, {cbf.get('cbf_max', 250.0)}] ml/100 g/min. Voxels outside the ASL coverage were "
                      f"excluded, and regions covered below {cbf.get('min_coverage', 0.5):.0%} were left missing.")
+    for spec in GENERATED.values():  # measures generated from the registry bring their own sentence
+        if present.get(spec.name) and imaging:
+            measures.insert(len(measures) - bool(present.get("thickness")), spec.title)
+            paras.append(spec.methods.format(**config.get(spec.config_section, {})) + f" {c(*spec.citations)}")
     if present.get("thickness"):
         src = cohort.get("thickness", {}).get("source", "auto")
         paras.append(f"Cortical thickness came from FreeSurfer {c('fischl')} "

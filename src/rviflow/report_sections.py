@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import report_figures as fig
 
-MEASURE_TITLES = {"reho": "ReHo", "cbf": "CBF", "rcbf": "relative CBF", "thickness": "cortical thickness"}
+from .measures import TITLES as MEASURE_TITLES
 WHY_MISSING = {
     "cbf": "no ASL series or perfusion maps were found, or config cbf.enabled is no",
     "thickness": "no FreeSurfer subjects directory or ENIGMA table was found (config cohort.thickness)",

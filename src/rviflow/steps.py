@@ -16,12 +16,12 @@ import contextlib
 import logging
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Callable
 
 from .bids_io import read_json, write_json
 from .errors import InputError, OutputError
+from .runner import tell
 
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 _INPUT_ERROR_RE = re.compile(r"rviflow\.errors\.InputError: (.*)$", re.MULTILINE)
@@ -105,7 +105,7 @@ def run_subject_step(
         message = str(err)
         if not message.startswith(participant_id):
             message = f"{participant_id}: {message}"
-        print(f"rviflow {step}: {message}", file=sys.stderr)
+        tell(f"rviflow {step}: {message}")
         if on_error == "fail":
             _log(log, f"rviflow {step}: {message}")
             raise SystemExit(f"rviflow {step}: {message}") from None
@@ -162,7 +162,13 @@ def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: s
     from .interfaces import DenoiseBold
 
     def go():
-        run_node(DenoiseBold(), "denoise", work_dir, bold_file=bold, mask_file=mask, out_file=out_bold, **options)
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread, as the rule declares: a batch job's threads must not change the
+        # regression's rounding (batch mode writes exactly what per-scan mode writes)
+        with threadpool_limits(1):
+            run_node(DenoiseBold(), "denoise", work_dir, bold_file=bold, mask_file=mask, out_file=out_bold,
+                     **options)
 
     ok = run_subject_step("denoise", participant_id, go, [out_bold, out_json], out_json, [], on_error, log)
     _log(log, f"denoise {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
@@ -170,8 +176,9 @@ def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: s
 
 
 def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], work_dir: str, participant_id: str,
-              options: dict, on_error: str = "exclude", log: str | None = None) -> bool:
-    """Per-scan ReHo through the :class:`~rviflow.interfaces.ComputeReHo` node.
+              options: dict, on_error: str = "exclude", log: str | None = None, threads: int = 1) -> bool:
+    """Per-scan ReHo through the :class:`~rviflow.interfaces.ComputeReHo` node, on ``threads``
+    threads (the rule's ``threads:``).
 
     ``outputs`` has keys reho, mreho, zreho, mask, json.
     """
@@ -179,7 +186,7 @@ def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], wor
 
     def go():
         run_node(ComputeReHo(), "reho", work_dir, in_file=bold, mask_file=mask, out_reho=outputs["reho"],
-                 out_mreho=outputs["mreho"], out_zreho=outputs["zreho"], out_mask=outputs["mask"], **options)
+                 out_mreho=outputs["mreho"], out_zreho=outputs["zreho"], out_mask=outputs["mask"], threads=int(threads), **options)
 
     ok = run_subject_step("reho", participant_id, go, list(outputs.values()), outputs["json"], [bold_json], on_error,
                           log)
@@ -230,4 +237,21 @@ def cbf_step(source_file: str, outputs: dict[str, str], reference_mask: str, atl
     declared = [outputs[k] for k in ("cbf", "rel", "mask", "json")]
     ok = run_subject_step("cbf", participant_id, go, declared, outputs["json"], [], on_error, log)
     _log(log, f"cbf {participant_id}: {'ok' if ok else read_json(outputs['json'])['reason']}")
+    return ok
+
+
+def measure_step(measure: str, bold: str, bold_json: str, mask: str, outputs: dict[str, str], work_dir: str,
+                 participant_id: str, options: dict, threads: int = 1, on_error: str = "exclude",
+                 log: str | None = None) -> bool:
+    """Per-scan maps of any registered measure (rviflow.measures) through the
+    :class:`~rviflow.interfaces.ComputeMeasure` node; ``outputs`` has the spec's output keys."""
+    from .interfaces import ComputeMeasure
+
+    def go():
+        run_node(ComputeMeasure(), measure, work_dir, measure=measure, in_file=bold, mask_file=mask,
+                 outputs=dict(outputs), options=dict(options), threads=int(threads))
+
+    ok = run_subject_step(measure, participant_id, go, list(outputs.values()), outputs["json"], [bold_json], on_error,
+                          log)
+    _log(log, f"{measure} {participant_id}: {'ok' if ok else read_json(outputs['json'])['reason']}")
     return ok

@@ -1,31 +1,8 @@
 # Batch mode (config batch_size > 0, see common.smk): one job runs the per-scan chain of many
 # scans through rviflow.batches.run_batch, calling the same step functions with the same file
-# names as the per-scan rules (whose declared outputs name the files here).
+# names as the per-scan rules (whose declared outputs name the files here). BOLD measures'
+# batch rules (reho_batch, <step>_batch) are generated in measures.smk.
 include: "batch_inputs.smk"
-
-
-rule reho_batch:
-    input:
-        unpack(lambda w: dict(bold=[SCANS[k].bold for k in REHO_BATCHES[w.batch]],
-                              mask=[SCANS[k].mask for k in REHO_BATCHES[w.batch]],
-                              confounds=[SCANS[k].confounds for k in REHO_BATCHES[w.batch]])),
-        atlas_image=ATLAS_IMAGE,
-        atlas_labels=ATLAS_LABELS,
-    output:
-        batch_record("reho"),
-    params:
-        plan=lambda w: [reho_chain(k) for k in REHO_BATCHES[w.batch]],
-        intermediates=lambda w: [] if config["denoise"]["keep_denoised"] else
-        [_scan_file(rules.denoise.output.bold, k) for k in REHO_BATCHES[w.batch]],
-    log:
-        os.path.join(OUT, "logs", "reho_batch", "batch-{batch}.log"),
-    resources:
-        mem_mb=batch_mem_mb(1500, 12, reho_batch_mb),
-        runtime=batch_runtime(10, 0.15, reho_batch_mb),
-    conda:
-        os.path.join(ENVS, "reho.yaml")
-    script:
-        "../../scripts/batch.py"
 
 
 if CBF_INPUTS:

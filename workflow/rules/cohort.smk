@@ -108,9 +108,10 @@ if THICKNESS_SOURCE:
 
 if USER_TABLES:
 
-    if IMAGING:  # a user table named reho replaces the pipeline's (collect_reho: parcellate.smk)
-
-        ruleorder: import_table > collect_reho
+    # a user table for any registered measure replaces the pipeline's (collect_<m>, rviflow.measures)
+    for _m in USER_TABLES:
+        if IMAGING and collect_rule(_m):
+            workflow.ruleorder("import_table", collect_rule(_m))
 
     rule import_table:
         input:

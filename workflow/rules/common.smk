@@ -8,6 +8,7 @@ import pandas as pd
 from rviflow.bids_io import (check_config_paths, clean_participants, derivative_path, discover_scans,
                              match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
+from rviflow.measures import GENERATED, REGISTRY, collect_rule, step_options
 from rviflow.parcellate import resolve_atlas
 from rviflow.scans import analysed_scans
 

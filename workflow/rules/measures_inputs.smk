@@ -1,0 +1,76 @@
+# Generated from the measure registry (rviflow.measures). Per scan: the BOLD series the
+# measures read (denoise: confounds regressed + band-passed, for ReHo; regress: confounds regressed,
+# not band-passed, for ALFF-type measures), the step of every generated measure whose config
+# section says enabled: true (one rule per step, shared by a family such as alff / falff), and
+# parcellation of each measure's chosen map; per cohort: collect_<m>; in batch mode: <step>_batch.
+# ReHo's own step stays in reho.smk. A new measure needs no rule file (CONTRIBUTING.md).
+DENOISE_OPTIONS = {k: v for k, v in config["denoise"].items() if k != "keep_denoised"}
+GEN_MEASURES = [s for s in GENERATED.values() if config.get(s.config_section, {}).get("enabled")]
+GEN_STEPS = {s.step_name: s for s in reversed(GEN_MEASURES)}  # the family's first spec names its step
+GEN_BATCHES = {step: batches_of(step, SCANS) for step in GEN_STEPS}
+MEASURES.extend(s.name for s in GEN_MEASURES)
+#: series rules -> (desc of the output, options); regress keeps the whole spectrum (fALFF needs it)
+SERIES = {"denoise": ("denoised", DENOISE_OPTIONS),
+          "regress": ("regressed", {**DENOISE_OPTIONS, "high_pass": None, "low_pass": None})}
+#: measures parcellated and collected here: ReHo (step in reho.smk) and the generated ones
+PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES]
+#: step -> the spec naming it, and its batches (ReHo's: reho.smk)
+STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
+BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES}
+
+
+def series_path(spec, ext, key="{scan}"):
+    """The BOLD series (``ext`` .nii.gz) or its sidecar (.json) a measure reads."""
+    return out_path(SERIES[spec.chain[0]][0], "bold", ext, scan=key)
+
+
+def gen_outputs(step, key="{scan}"):
+    """{output key: path} of a measure step (the union over its family)."""
+    outs = {}
+    for s in PARCELLATED:
+        if s.step_name == step:
+            outs.update({k: out_path(o.desc, o.suffix, o.ext, scan=key) for k, o in s.outputs.items()})
+    return outs
+
+
+def gen_parcel_map(spec, key="{scan}"):
+    """The map of ``spec`` that is parcellated (its config's *parcel_map choice)."""
+    choice = config[spec.config_section][spec.parcel_map] if spec.parcel_choices else spec.parcel_map
+    o = spec.outputs[choice]
+    return out_path(o.desc, o.suffix, o.ext, scan=key)
+
+
+def gen_files(spec):
+    """The per-scan files collect_<m> reads: parcels + sidecars of the series and the step (the
+    step's QC goes into the family's first measure's step table only, as for CBF)."""
+    files = dict(tsv=per_scan(spec.name, "parcels", ".tsv"), json=per_scan(spec.name, "parcels", ".json"))
+    if STEP_SPECS[spec.step_name] is spec:
+        files[f"{spec.chain[0]}_json"] = per_scan(SERIES[spec.chain[0]][0], "bold", ".json")
+        files[f"{spec.step_name}_json"] = [gen_outputs(spec.step_name, k)["json"] for k in sorted(SCANS)]
+    return files
+
+
+def measure_chain(step, key):
+    """One scan's series -> step -> parcellation of each family member, as run_batch steps
+    (kwargs of rviflow.steps), with the per-scan rules' file names (batch.smk)."""
+    s, spec = SCANS[key], STEP_SPECS[step]
+    outs = gen_outputs(step, key)
+    series = dict(bold=series_path(spec, ".nii.gz", key), json=series_path(spec, ".json", key))
+    common = dict(participant_id=s.participant_id, on_error=config["on_subject_error"])
+    src = spec.chain[0]
+    steps = [dict(step="denoise", kwargs=dict(bold=s.bold, mask=s.mask, out_bold=series["bold"],
+                                              out_json=series["json"], work_dir=work_dir(src, key),
+                                              options=SERIES[src][1], log=log_path(src, key), **common)),
+             dict(step="measure" if spec.compute else step, kwargs=dict(
+                 bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
+                 options=step_options(spec, config[spec.config_section]), threads=spec.threads,
+                 log=log_path(step, key), **common, **(dict(measure=spec.name) if spec.compute else {})))]
+    for m in PARCELLATED:
+        if m.step_name == step:
+            steps.append(dict(step="parcellate", kwargs=dict(
+                in_map=gen_parcel_map(m, key), in_json=outs["json"], valid_mask=outs["mask"],
+                atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure=m.name,
+                out_tsv=out_path(m.name, "parcels", ".tsv", scan=key),
+                out_json=out_path(m.name, "parcels", ".json", scan=key), work_dir=work_dir("parcellate", key),
+                session=s.session or "", log=log_path(f"parcellate_{m.name}", key), **common)))
+    return dict(key=key, participant_id=s.participant_id, steps=steps)
