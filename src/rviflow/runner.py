@@ -72,7 +72,9 @@ def logged(log: str | os.PathLike | None):
                 warnings.simplefilter("default")  # each distinct warning once, into the log
                 yield
         except BaseException as exc:
-            if not (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            # SystemExit("rviflow <step>: ...") is a deliberate one-line failure the step has
+            # already logged (disk full, on_subject_error: fail): no traceback for it
+            if not (isinstance(exc, SystemExit) and (exc.code in (0, None) or isinstance(exc.code, str))):
                 traceback.print_exc(file=sys.stderr)
             raise
         finally:
