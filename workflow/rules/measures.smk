@@ -113,7 +113,8 @@ for _spec in PARCELLATED:
             valid=gen_outputs(_spec.step_name)["mask"],
             atlas_image=ATLAS_IMAGE,
             atlas_labels=ATLAS_LABELS,
-            **_src["brain"],
+            # CBF: a region's coverage is of its brain voxels (the BOLD mask the CBF grid is on)
+            **({"brain": lambda w: cbf_of(w).reference} if _spec.source == "asl" else {}),
         output:
             tsv=out_path(_spec.name, "parcels", ".tsv", scan=_src["key"]),
             json=out_path(_spec.name, "parcels", ".json", scan=_src["key"]),
@@ -132,7 +133,7 @@ for _spec in PARCELLATED:
         group:
             "subject"
         conda:
-            os.path.join(ENVS, _src["env"])
+            os.path.join(ENVS, "cbf.yaml") if _spec.source == "asl" else os.path.join(ENVS, "reho.yaml")
         script:
             "../../scripts/parcellate.py"
 

@@ -21,12 +21,10 @@ PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES, *CBF_SPECS]
 STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
 BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES, "cbf": CBF_BATCHES}
 #: a measure's per-scan source: its scans (key -> plan), the wildcard naming one, the plan of a
-#: job, the env of its per-scan rules, extra inputs of its parcellation and the coverage rule
+#: job and the coverage threshold (its conda env and CBF's brain-mask input are in measures.smk)
 SOURCES = {
-    "bold": dict(scans=SCANS, key="{scan}", of=scan_of, env="reho.yaml", brain={},
-                 min_coverage=config["atlas"]["min_coverage"]),
-    "asl": dict(scans=CBF_INPUTS, key="{aslscan}", of=cbf_of, env="cbf.yaml",
-                brain=dict(brain=lambda w: cbf_of(w).reference), min_coverage=CBF["min_coverage"]),
+    "bold": dict(scans=SCANS, key="{scan}", of=scan_of, min_coverage=config["atlas"]["min_coverage"]),
+    "asl": dict(scans=CBF_INPUTS, key="{aslscan}", of=cbf_of, min_coverage=CBF["min_coverage"]),
 }
 
 
