@@ -47,8 +47,8 @@ for _step, _spec in GEN_STEPS.items():
         output:
             **gen_outputs(_step),
         params:
-            measure=_spec.name,
-            options=step_options(_spec, config[_spec.config_section]),
+            measure=_spec.base or _spec.name,
+            options=gen_options(_spec),
             participant_id=lambda w: scan_of(w).participant_id,
             work_dir=work_dir(_step),
             on_error=config["on_subject_error"],
@@ -67,7 +67,7 @@ for _step, _spec in GEN_STEPS.items():
 
 
 for _step, _spec in STEP_SPECS.items():
-    if not BATCHES_OF[_step]:
+    if not BATCHES_OF[_step] or BATCH_STEP[_step] != _step:  # none, or it runs in reho_batch
         continue
 
     rule:
@@ -101,41 +101,42 @@ for _step, _spec in STEP_SPECS.items():
 
 
 for _spec in PARCELLATED:
+    if _spec.parcellated:  # else its step wrote the regional rows (fc)
 
-    rule:
-        name:
-            f"parcellate_{_spec.name}"
-        input:
-            map=gen_parcel_map(_spec),
-            map_json=gen_outputs(_spec.step_name)["json"],
-            valid=gen_outputs(_spec.step_name)["mask"],
-            atlas_image=ATLAS_IMAGE,
-            atlas_labels=ATLAS_LABELS,
-        output:
-            tsv=out_path(_spec.name, "parcels", ".tsv"),
-            json=out_path(_spec.name, "parcels", ".json"),
-        params:
-            participant_id=lambda w: scan_of(w).participant_id,
-            session=lambda w: scan_of(w).session or "",
-            work_dir=work_dir("parcellate"),
-            on_error=config["on_subject_error"],
-        log:
-            log_path(f"parcellate_{_spec.name}"),
-        resources:
-            mem_mb=scan_mem_mb(1500, 1),
-            runtime=scan_runtime(10, 0),
-        group:
-            "subject"
-        conda:
-            os.path.join(ENVS, "reho.yaml")
-        script:
-            "../../scripts/parcellate.py"
+        rule:
+            name:
+                f"parcellate_{_spec.name}"
+            input:
+                map=gen_parcel_map(_spec),
+                map_json=gen_outputs(_spec.step_name)["json"],
+                valid=gen_outputs(_spec.step_name)["mask"],
+                atlas_image=ATLAS_IMAGE,
+                atlas_labels=ATLAS_LABELS,
+            output:
+                tsv=out_path(_spec.name, "parcels", ".tsv"),
+                json=out_path(_spec.name, "parcels", ".json"),
+            params:
+                participant_id=lambda w: scan_of(w).participant_id,
+                session=lambda w: scan_of(w).session or "",
+                work_dir=work_dir("parcellate"),
+                on_error=config["on_subject_error"],
+            log:
+                log_path(f"parcellate_{_spec.name}"),
+            resources:
+                mem_mb=scan_mem_mb(1500, 1),
+                runtime=scan_runtime(10, 0),
+            group:
+                "subject"
+            conda:
+                os.path.join(ENVS, "reho.yaml")
+            script:
+                "../../scripts/parcellate.py"
 
     rule:
         name:
             f"collect_{_spec.name}"
         input:
-            **per_scan_inputs(_spec.step_name, BATCHES_OF[_spec.step_name], **gen_files(_spec)),
+            **per_scan_inputs(BATCH_STEP[_spec.step_name], BATCHES_OF[_spec.step_name], **gen_files(_spec)),
         output:
             table=group_path(f"parcels_{_spec.name}.tsv"),
             scans=group_path(f"parcels_{_spec.name}_scans.tsv"),
@@ -143,7 +144,8 @@ for _spec in PARCELLATED:
         params:
             files=gen_files(_spec),
             combine_runs=config["combine_runs"],
-            **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}")),
+            **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}" if _spec.parcellated
+                                                    else _spec.name)),
         log:
             os.path.join(OUT, "logs", f"collect_{_spec.name}.log"),
         resources:

@@ -5,18 +5,39 @@
 # parcellation of each measure's chosen map; per cohort: collect_<m>; in batch mode: <step>_batch.
 # ReHo's own step stays in reho.smk. A new measure needs no rule file (CONTRIBUTING.md).
 DENOISE_OPTIONS = {k: v for k, v in config["denoise"].items() if k != "keep_denoised"}
-GEN_MEASURES = [s for s in GENERATED.values() if config.get(s.config_section, {}).get("enabled")]
+
+
+def _gen_measures():
+    """Enabled generated measures; a family (fc) becomes its members (fc_<seed>), its config
+    checked here, before any job."""
+    out = []
+    for s in GENERATED.values():
+        if config.get(s.config_section, {}).get("enabled"):
+            try:
+                out += instances(s, config[s.config_section], ATLAS_IMAGE, ATLAS_LABELS)
+            except InputError as exc:
+                raise WorkflowError(f"rviflow: {exc}") from None
+    return out
+
+
+GEN_MEASURES = _gen_measures()
 GEN_STEPS = {s.step_name: s for s in reversed(GEN_MEASURES)}  # the family's first spec names its step
-GEN_BATCHES = {step: batches_of(step, SCANS) for step in GEN_STEPS}
+#: generated steps reading ReHo's series (denoise) run inside reho_batch in batch mode, after ReHo:
+#: one denoising per scan, and reho_batch's removal of the series cannot race their reading it
+RIDERS = [step for step, s in GEN_STEPS.items() if s.chain[0] == "denoise"]
+GEN_BATCHES = {step: REHO_BATCHES if step in RIDERS else batches_of(step, SCANS) for step in GEN_STEPS}
 MEASURES.extend(s.name for s in GEN_MEASURES)
 #: series rules -> (desc of the output, options); regress keeps the whole spectrum (fALFF needs it)
 SERIES = {"denoise": ("denoised", DENOISE_OPTIONS),
           "regress": ("regressed", {**DENOISE_OPTIONS, "high_pass": None, "low_pass": None})}
-#: measures parcellated and collected here: ReHo (step in reho.smk) and the generated ones
+#: measures collected here: ReHo (step in reho.smk) and the generated ones (parcellated, unless
+#: their step writes the regional rows itself, as fc does)
 PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES]
 #: step -> the spec naming it, and its batches (ReHo's: reho.smk)
 STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
 BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES}
+#: the batch rule (and record) a step's scans run in
+BATCH_STEP = {step: "reho" if step in RIDERS else step for step in STEP_SPECS}
 
 
 def series_path(spec, ext, key="{scan}"):
@@ -33,6 +54,11 @@ def gen_outputs(step, key="{scan}"):
     return outs
 
 
+def gen_options(spec):
+    """The compute function's keyword arguments of a generated measure (its config section)."""
+    return step_options(spec, config[spec.config_section], ATLAS_IMAGE, ATLAS_LABELS)
+
+
 def gen_parcel_map(spec, key="{scan}"):
     """The map of ``spec`` that is parcellated (its config's *parcel_map choice)."""
     choice = config[spec.config_section][spec.parcel_map] if spec.parcel_choices else spec.parcel_map
@@ -43,7 +69,11 @@ def gen_parcel_map(spec, key="{scan}"):
 def gen_files(spec):
     """The per-scan files collect_<m> reads: parcels + sidecars of the series and the step (the
     step's QC goes into the family's first measure's step table only, as for CBF)."""
-    files = dict(tsv=per_scan(spec.name, "parcels", ".tsv"), json=per_scan(spec.name, "parcels", ".json"))
+    if spec.parcellated:
+        files = dict(tsv=per_scan(spec.name, "parcels", ".tsv"), json=per_scan(spec.name, "parcels", ".json"))
+    else:  # the step wrote the rows; its sidecar is theirs
+        files = dict(tsv=[gen_parcel_map(spec, k) for k in sorted(SCANS)],
+                     json=[gen_outputs(spec.step_name, k)["json"] for k in sorted(SCANS)])
     if STEP_SPECS[spec.step_name] is spec:
         files[f"{spec.chain[0]}_json"] = per_scan(SERIES[spec.chain[0]][0], "bold", ".json")
         files[f"{spec.step_name}_json"] = [gen_outputs(spec.step_name, k)["json"] for k in sorted(SCANS)]
@@ -51,8 +81,16 @@ def gen_files(spec):
 
 
 def measure_chain(step, key):
-    """One scan's series -> step -> parcellation of each family member, as run_batch steps
-    (kwargs of rviflow.steps), with the per-scan rules' file names (batch.smk)."""
+    """One scan's series -> step -> parcellation of each family member (then the RIDERS' steps
+    on ReHo's series), as run_batch steps (kwargs of rviflow.steps), with the per-scan rules' file
+    names (batch.smk)."""
+    chain = _measure_chain(step, key)
+    for rider in RIDERS if step == "reho" else []:
+        chain["steps"] += _measure_chain(rider, key)["steps"][1:]  # the series is made already
+    return chain
+
+
+def _measure_chain(step, key):
     s, spec = SCANS[key], STEP_SPECS[step]
     outs = gen_outputs(step, key)
     series = dict(bold=series_path(spec, ".nii.gz", key), json=series_path(spec, ".json", key))
@@ -63,10 +101,11 @@ def measure_chain(step, key):
                                               options=SERIES[src][1], log=log_path(src, key), **common)),
              dict(step="measure" if spec.compute else step, kwargs=dict(
                  bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
-                 options=step_options(spec, config[spec.config_section]), threads=spec.threads,
-                 log=log_path(step, key), **common, **(dict(measure=spec.name) if spec.compute else {})))]
+                 options=gen_options(spec) if spec.compute else step_options(spec, config[spec.config_section]),
+                 threads=spec.threads, log=log_path(step, key), **common,
+                 **(dict(measure=spec.base or spec.name) if spec.compute else {})))]
     for m in PARCELLATED:
-        if m.step_name == step:
+        if m.step_name == step and m.parcellated:
             steps.append(dict(step="parcellate", kwargs=dict(
                 in_map=gen_parcel_map(m, key), in_json=outs["json"], valid_mask=outs["mask"],
                 atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure=m.name,
