@@ -1,4 +1,4 @@
-# Generated from the measure registry (rviflow.measures). Per scan: the BOLD series the
+# Generated from the measure registry (rviflow.measures.registry). Per scan: the BOLD series the
 # measures read (denoise: confounds regressed + band-passed, for ReHo; regress: confounds regressed,
 # not band-passed, for ALFF-type measures), the step of every generated measure whose config
 # section says enabled: true (one rule per step, shared by a family such as alff / falff), and
@@ -82,7 +82,7 @@ def gen_files(spec):
 
 def measure_chain(step, key):
     """One scan's series -> step -> parcellation of each family member (then the RIDERS' steps
-    on ReHo's series), as run_batch steps (kwargs of rviflow.steps), with the per-scan rules' file
+    on ReHo's series), as run_batch steps (kwargs of rviflow.pipeline.steps), with the per-scan rules' file
     names (batch.smk)."""
     chain = _measure_chain(step, key)
     for rider in RIDERS if step == "reho" else []:
