@@ -335,6 +335,7 @@ def test_fc_batch_mode_equals_per_scan_mode(fc_runs):
     ({"x": {"label": "L_superiortemporl"}}, "config fc.seeds.x: label 'L_superiortemporl' is not in the atlas label "
                                             "table (similar: L_superiortemporal"),
     ({"x": {"file": "/nonexistent/seed.nii.gz"}}, "config fc.seeds.x: seed file /nonexistent/seed.nii.gz does not exist"),
+    ({"PCC": {"coordinates": [0, -52, 26]}}, None),  # the schema: seed names are a-z, 0-9 (the measure fc_<name>)
 ])
 def test_bad_seed_config_stops_before_any_job(cohort16, tmp_path, seed, message):
     from conftest import run_snakemake, write_config
@@ -342,5 +343,42 @@ def test_bad_seed_config_stops_before_any_job(cohort16, tmp_path, seed, message)
     cfg = write_config(tmp_path / "config.yaml", cohort16, tmp_path / "out", fc={"enabled": True, "seeds": seed})
     proc = run_snakemake(cfg, tmp_path, "-n")
     assert proc.returncode != 0
-    assert f"rviflow: {message}" in proc.stderr, proc.stderr[-2000:]
+    if message is None:
+        assert "'PCC' does not match" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    else:
+        assert f"rviflow: {message}" in proc.stderr, proc.stderr[-2000:]
     assert "Job stats" not in proc.stdout + proc.stderr and not (tmp_path / "out" / "group").exists()
+
+
+def test_seed_file_on_another_grid_matches_nilearn_nearest(tmp_path):
+    """A seed mask on a finer, shifted grid: our nearest-neighbour lookup equals nilearn's
+    resample_to_img(interpolation='nearest') on the BOLD grid."""
+    from nilearn.image import resample_to_img
+
+    from rviflow.measures.connectivity import Seed, seed_voxels
+
+    fine = np.array([[1.5, 0, 0, -31.2], [0, 1.5, 0, -29.1], [0, 0, 1.5, -16.4], [0, 0, 0, 1]])
+    rng = np.random.default_rng(7)
+    seed = (rng.random((44, 44, 22)) > 0.7).astype(np.uint8)
+    path = tmp_path / "fine.nii.gz"
+    nib.Nifti1Image(seed, fine).to_filename(path)
+    ref = nib.Nifti1Image(np.zeros(SHAPE, np.uint8), AFFINE)
+    ours = seed_voxels(Seed("s", "file", file=str(path)), np.zeros(SHAPE, int), ref)
+    theirs = np.asarray(resample_to_img(nib.load(path), ref, interpolation="nearest", force_resample=True,
+                                        copy_header=True).dataobj) > 0
+    assert ours.sum() > 50
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_region_series_same_in_either_memory_order():
+    from rviflow.measures.connectivity import region_series
+
+    rng = np.random.default_rng(9)
+    data = rng.normal(size=(7, 6, 5, 12)).astype(np.float32)
+    lab = rng.integers(0, 5, size=(7, 6, 5))
+    valid = rng.random((7, 6, 5)) < 0.8
+    ref = np.column_stack([data[(lab == i) & valid].mean(axis=0, dtype=np.float64) for i in (1, 2, 4)])
+    for arr in (np.ascontiguousarray(data), np.asfortranarray(data)):
+        got = region_series(arr, lab, valid, np.array([1, 2, 4, 9]))
+        np.testing.assert_allclose(got[:, :3], ref, rtol=1e-6)
+        assert np.isnan(got[:, 3]).all()  # label 9: no voxels

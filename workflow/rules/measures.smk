@@ -90,9 +90,9 @@ for _step, _spec in STEP_SPECS.items():
             os.path.join(OUT, "logs", f"{_step}_batch", "batch-{batch}.log"),
         resources:
             # scans run one after the other: memory of the largest (series + step), runtime summed
-            mem_mb=batch_mem_mb(_spec.resources[0], max(_spec.resources[1], 12),
+            mem_mb=batch_mem_mb(batch_resources(_step)[0], max(batch_resources(_step)[1], 12),
                                 lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in BATCHES_OF[_step][w.batch]]),
-            runtime=batch_runtime(_spec.resources[2], _spec.resources[3] + 0.1,
+            runtime=batch_runtime(batch_resources(_step)[2], batch_resources(_step)[3] + 0.1,
                                   lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in BATCHES_OF[_step][w.batch]]),
         conda:
             os.path.join(ENVS, "reho.yaml")

@@ -40,6 +40,13 @@ BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES}
 BATCH_STEP = {step: "reho" if step in RIDERS else step for step in STEP_SPECS}
 
 
+def batch_resources(step):
+    """(base MB, MB per BOLD MB, base min, min per BOLD MB) of a step's batch job: reho_batch's
+    adds its riders' (memory: the largest; run time: the sum)."""
+    res = [STEP_SPECS[step].resources] + ([GEN_STEPS[r].resources for r in RIDERS] if step == "reho" else [])
+    return max(r[0] for r in res), max(r[1] for r in res), sum(r[2] for r in res), sum(r[3] for r in res)
+
+
 def series_path(spec, ext, key="{scan}"):
     """The BOLD series (``ext`` .nii.gz) or its sidecar (.json) a measure reads."""
     return out_path(SERIES[spec.chain[0]][0], "bold", ext, scan=key)

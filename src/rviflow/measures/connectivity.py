@@ -6,8 +6,9 @@ Per scan (the registry's ``compute`` of measure ``fc``, rules generated from
 * the series is the denoised one ReHo reads (confounds regressed, band-passed, censored volumes
   dropped: correlation does not need contiguous volumes); voxels used = brain mask with a
   non-constant series;
-* region series: the mean over each atlas region's voxels (nilearn ``NiftiLabelsMasker`` on the
-  atlas resampled to the BOLD grid by nearest neighbour, as :mod:`rviflow.preprocess.parcellate` does);
+* region series: the mean over each atlas region's voxels, on the atlas resampled to the BOLD
+  grid by nearest neighbour, as :mod:`rviflow.preprocess.parcellate` does (see
+  :func:`region_series` for why not nilearn's NiftiLabelsMasker);
 * seed series: the mean over the seed's voxels, a seed being an atlas region (name or index in
   the atlas label table), a sphere of ``radius_mm`` around an MNI coordinate (voxel centres
   within the radius), or the voxels > 0 of the user's seed NIfTI (in the BOLD's space);
@@ -130,25 +131,27 @@ def sphere_mask(center_mm, radius_mm: float, shape: tuple[int, int, int], affine
 
 
 def seed_voxels(seed: Seed, labels_grid: np.ndarray, img) -> np.ndarray:
-    """Boolean (X, Y, Z) of the seed's voxels on the grid of ``img`` (before the brain mask)."""
+    """Boolean (X, Y, Z) of the seed's voxels on the grid of ``img`` (a 3-D reference image, e.g.
+    an empty one on the BOLD grid), before the brain mask."""
     shape = labels_grid.shape
     if seed.kind == "label":
         return labels_grid == seed.index
     if seed.kind == "sphere":
         return sphere_mask(seed.coordinates, seed.radius_mm, shape, img.affine)
     import nibabel as nib
-    from nilearn.image import resample_to_img
-    from nilearn.image.resampling import BoundingBoxError
 
+    # nearest neighbour by the two affines, written here: nilearn's resample_to_img spends ~0.5 s
+    # per call in garbage collection (copy_img) for what is one matrix product and a lookup
     s = nib.load(seed.file)
-    if len(s.shape) == 4:
-        s = nib.Nifti1Image(np.asarray(s.dataobj)[..., 0], s.affine)
-    try:
-        res = resample_to_img(s, img.slicer[..., 0] if len(img.shape) == 4 else img, interpolation="nearest",
-                              force_resample=True, copy_header=True)
-    except BoundingBoxError:
-        return np.zeros(shape, bool)
-    return np.asarray(res.dataobj) > 0
+    src = np.asarray(s.dataobj)
+    src = src[..., 0] if src.ndim == 4 else src
+    ijk = np.indices(shape).reshape(3, -1).T
+    to_src = np.linalg.inv(s.affine) @ img.affine
+    pos = np.rint(ijk @ to_src[:3, :3].T + to_src[:3, 3]).astype(np.int64)
+    inside = np.all((pos >= 0) & (pos < np.array(src.shape[:3])), axis=1)
+    out = np.zeros(ijk.shape[0], bool)
+    out[inside] = src[tuple(pos[inside].T)] > 0
+    return out.reshape(shape)
 
 
 def fisher_z(r: np.ndarray) -> np.ndarray:
@@ -168,26 +171,40 @@ def correlation(series: np.ndarray) -> np.ndarray:
     return r
 
 
-def region_series(img, labels_grid: np.ndarray, valid: np.ndarray, label_index: np.ndarray) -> np.ndarray:
-    """Mean series (T, R) of each atlas region (``label_index`` order) over ``valid`` voxels, by
-    nilearn's NiftiLabelsMasker; a region without valid voxels is a column of NaN."""
-    import warnings
+def as_series(data: np.ndarray) -> tuple[np.ndarray, str]:
+    """(voxels x T view of a 4-D array, the memory order it keeps): nibabel returns Fortran-ordered
+    arrays, whose boolean-mask gather ``data[mask]`` copies slowly (6 s for a UK Biobank run);
+    rows of this view are picked with flat indices in the same order instead."""
+    order = "F" if data.flags.f_contiguous and not data.flags.c_contiguous else "C"
+    return data.reshape(-1, data.shape[3], order=order), order
 
-    import nibabel as nib
-    from nilearn.maskers import NiftiLabelsMasker
 
-    lab = labels_grid * valid
-    masker = NiftiLabelsMasker(nib.Nifti1Image(lab.astype(np.int32), img.affine), strategy="mean",
-                               standardize=False, detrend=False, resampling_target=None, keep_masked_labels=False)
-    with warnings.catch_warnings():  # regions left out are reported by us (empty_regions)
-        warnings.simplefilter("ignore")
-        ts = masker.fit_transform(img)
-    present = [v for k, v in sorted((k, v) for k, v in masker.region_ids_.items() if k != "background")]
-    out = np.full((ts.shape[0], len(label_index)), np.nan)
-    pos = {int(v): i for i, v in enumerate(label_index)}
-    for col, value in enumerate(present):
-        if int(value) in pos:
-            out[:, pos[int(value)]] = ts[:, col]
+def region_series(data: np.ndarray, labels_grid: np.ndarray, valid: np.ndarray, label_index: np.ndarray) -> np.ndarray:
+    """Mean series (T, R) of each atlas region (``label_index`` order) over the ``valid`` voxels
+    of ``data`` (X, Y, Z, T); a region without valid voxels is a column of NaN.
+
+    One weighted ``bincount`` of the labels per volume (float64 sums; a loop over volumes, not
+    voxels). Written here rather than with nilearn's NiftiLabelsMasker, which computes the same
+    means (tests/measures/test_connectivity.py checks them against plain boolean indexing) but
+    spent most of its time in garbage collection (nilearn 0.13 ``safe_get_data`` calls
+    gc.collect): 4 s of 7 on a 44 x 44 x 32 x 200 run (benchmarks/bench_fc.py).
+    """
+    series, order = as_series(data)
+    vox = np.flatnonzero(valid.ravel(order=order))
+    lab = labels_grid.ravel(order=order)[vox].astype(np.int64)
+    label_index = np.asarray(label_index, np.int64)
+    pos = np.full(max(int(lab.max(initial=0)), int(label_index.max())) + 1, -1)
+    pos[label_index] = np.arange(len(label_index))
+    which = pos[lab]  # voxel -> column (-1: background or a label not in the table)
+    vox, which = vox[which >= 0], which[which >= 0]
+    n_r = len(label_index)
+    counts = np.bincount(which, minlength=n_r).astype(np.float64)
+    out = np.empty((data.shape[3], n_r))
+    for t in range(data.shape[3]):
+        out[t] = np.bincount(which, weights=series[vox, t], minlength=n_r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out /= counts
+    out[:, counts == 0] = np.nan
     return out
 
 
@@ -235,22 +252,25 @@ def compute_fc(bold_file: str, mask_file: str, outputs: dict[str, str], threads:
     data = np.asarray(img.dataobj, dtype=np.float32)
     if img.shape[3] < 3:
         raise InputError(f"{img.shape[3]} volumes: a correlation needs at least 3", path=str(bold_file))
-    valid = mask & (data.std(axis=3) > 0)
+    # non-constant series; max > min needs no full-size temporary (std would make one)
+    valid = mask & (data.max(axis=3) > data.min(axis=3))
+    ref = nib.Nifti1Image(np.zeros(img.shape[:3], np.uint8), img.affine)  # the BOLD grid, no data copied
     try:
-        grid = resample_labels(nib.load(atlas_image), img.slicer[..., 0])
+        grid = resample_labels(nib.load(atlas_image), ref)
     except InputError as exc:
         raise InputError(exc.reason, path=str(bold_file)) from None
     idx = table["index"].to_numpy(int)
     names = table["name"].astype(str).to_numpy()
-    regions = region_series(img, grid, valid, idx)
+    regions = region_series(data, grid, valid, idx)
     seed_ts, n_vox = [], {}
     for s in parsed:
-        vox = seed_voxels(s, grid, img) & valid
+        vox = seed_voxels(s, grid, ref) & valid
         n_vox[s.name] = int(vox.sum())
         if not n_vox[s.name]:
             raise InputError(f"seed {s.name} ({s.describe()}) has no voxel inside the brain mask with signal",
                              path=str(bold_file))
-        seed_ts.append(data[vox].mean(axis=0, dtype=np.float64))
+        series, order = as_series(data)
+        seed_ts.append(series[np.flatnonzero(vox.ravel(order=order))].mean(axis=0, dtype=np.float64))
     matrix, seed_z = seed_connectivity(regions, np.column_stack(seed_ts))
     ents = parse_entities(Path(bold_file).name)
     pid, ses = f"sub-{ents.get('sub', '')}", ents.get("ses", "")

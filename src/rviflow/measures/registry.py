@@ -172,14 +172,14 @@ FC = MeasureSpec(
     name="fc", title="seed FC", chain=("denoise", "fc"), step=ALFF.step, interface=ALFF.interface,
     compute="rviflow.measures.connectivity:compute_fc",
     outputs={"mask": Output("fc", "mask"), "json": Output("fc", "connectivity", ".json")}, parcel_map="",
-    config_section="fc", resources=(1500, 4, 10, 0.02), qc_columns=("mean_fc",), unit="Fisher z",
+    config_section="fc", resources=(1500, 4, 2, 0.01), qc_columns=("mean_fc",), unit="Fisher z",
     citations=("biswal1995",), expand="rviflow.measures.connectivity:fc_measures", atlas=True,
     methods_fields="rviflow.measures.connectivity:methods_fields",
     references={"biswal1995": "Biswal B, et al. Functional connectivity in the motor cortex of resting human brain "
                               "using echo-planar MRI. Magn Reson Med. 1995;34(4):537-541. doi:10.1002/mrm.1910340409"},
     methods="Seed-based functional connectivity was the Pearson correlation, Fisher z-transformed, of each seed's "
-            "mean denoised series with the mean series of every atlas region (Nilearn's NiftiLabelsMasker and "
-            "ConnectivityMeasure with the empirical covariance); seeds: {seed_list}. The region x region matrix of "
+            "mean denoised series with the mean series of every atlas region (Nilearn's ConnectivityMeasure with "
+            "the empirical covariance); seeds: {seed_list}. The region x region matrix of "
             "each scan was kept as a derivative, and each seed's row entered the statistics as measure fc_<seed>.",
 )
 
