@@ -382,3 +382,39 @@ def test_region_series_same_in_either_memory_order():
         got = region_series(arr, lab, valid, np.array([1, 2, 4, 9]))
         np.testing.assert_allclose(got[:, :3], ref, rtol=1e-6)
         assert np.isnan(got[:, 3]).all()  # label 9: no voxels
+
+
+def test_radius_default_is_the_schema_default():
+    import inspect
+
+    from rviflow.io.config import schema_defaults
+
+    sig = inspect.signature(compute_fc).parameters
+    assert sig["radius_mm"].default == schema_defaults("fc")["radius_mm"]
+    assert sig["min_regions"].default == schema_defaults("atlas")["min_regions"]
+    assert sig["min_coverage"].default == schema_defaults("atlas")["min_coverage"]
+    assert schema_defaults("fc")["enabled"] is False and schema_defaults("fc")["seeds"] == {}
+
+
+def test_partial_coverage_follows_the_atlas_rules(tmp_path):
+    """A slab covering regions 1 and half of 2: with min_regions 0.5 of 4 regions the scan fails
+    (one line naming the file); lowered, region 2 (half covered) is n/a at min_coverage 0.6 and
+    kept at 0.4, and equals the plain mean over its covered voxels."""
+    lab, atlas, labels = _atlas(tmp_path)
+    data, mask, bold, mpath = _scan(tmp_path, lab, n_t=60)
+    slab = np.zeros(SHAPE, np.uint8)
+    slab[:11] = 1  # x 0..10: all of region 1 (x 2..7), half of region 2 (x 8..13)
+    nib.Nifti1Image(slab, AFFINE).to_filename(mpath)
+    seeds = {"a": {"label": "ctx-a"}}
+    kw = dict(seeds=seeds, radius_mm=6, atlas_image=atlas, atlas_labels=labels)
+    with pytest.raises(InputError, match=r"desc-denoised_bold.nii.gz: the scan has signal in 2 of 4 atlas regions"):
+        compute_fc(bold, mpath, _outputs(tmp_path, seeds), min_regions=0.75, **kw)
+    out = _outputs(tmp_path, seeds)
+    rec = compute_fc(bold, mpath, out, min_regions=0.0, min_coverage=0.6, **kw)
+    assert rec["QC"]["covered_fraction"]["ctx-b"] == pytest.approx(0.5)
+    assert np.isnan(pd.read_csv(out["parcels_a"], sep="\t", na_values="n/a").loc[0, "ctx-b"])
+    compute_fc(bold, mpath, out, min_regions=0.0, min_coverage=0.4, **kw)
+    row = pd.read_csv(out["parcels_a"], sep="\t", na_values="n/a")
+    a = data[lab == 1].mean(axis=0, dtype=np.float64)
+    b = data[(lab == 2) & (slab > 0)].mean(axis=0, dtype=np.float64)
+    assert row.loc[0, "ctx-b"] == pytest.approx(np.arctanh(np.corrcoef(a, b)[0, 1]), abs=1e-5)

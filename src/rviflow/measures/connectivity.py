@@ -208,6 +208,14 @@ def region_series(data: np.ndarray, labels_grid: np.ndarray, valid: np.ndarray, 
     return out
 
 
+def _covered_fraction(grid: np.ndarray, valid: np.ndarray, label_index: np.ndarray) -> np.ndarray:
+    """(R,) share of each region's atlas voxels (on the BOLD grid) that have signal (0 if none)."""
+    size = max(int(grid.max()), int(np.max(label_index))) + 1
+    n_atlas = np.bincount(grid.ravel(), minlength=size)[label_index]
+    n_valid = np.bincount(grid[valid].ravel(), minlength=size)[label_index]
+    return np.where(n_atlas > 0, n_valid / np.maximum(n_atlas, 1), 0.0)
+
+
 def seed_connectivity(regions: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fisher-z matrices from mean series: regions (T, R; NaN columns = no voxels) and seeds (T, S).
 
@@ -230,14 +238,18 @@ def seed_connectivity(regions: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarra
 
 
 def compute_fc(bold_file: str, mask_file: str, outputs: dict[str, str], threads: int = 1, seeds: dict | None = None,
-               radius_mm: float = 6.0, atlas_image: str = "", atlas_labels: str = "") -> dict:
+               radius_mm: float = 6.0, atlas_image: str = "", atlas_labels: str = "", min_regions: float = 0.5,
+               min_coverage: float = 0.0) -> dict:
     """One scan's seed-based connectivity (the registry's ``compute`` for fc).
 
     Reads the denoised BOLD (its file name gives participant and session: it is rviflow's own
     derivative of the scan) and brain mask; writes ``outputs`` connectivity (region x region
     Fisher z TSV, first column ``region``), ``parcels_<seed>`` per seed (one row: participant_id,
     session, then the Fisher z with each region but the seed's own) and mask (voxels used).
-    ``threads`` is unused: the work is two matrix products. Returns the sidecar's Parameters and QC.
+    ``threads`` is unused: the work is two matrix products. Partial coverage as the parcellation of
+    the other BOLD measures (config ``atlas.min_regions`` / ``atlas.min_coverage``): a region whose
+    atlas voxels have signal in less than ``min_coverage`` of them is n/a; a scan with signal in
+    fewer than ``min_regions`` of the regions fails. Returns the sidecar's Parameters and QC.
     """
     import nibabel as nib
 
@@ -262,6 +274,13 @@ def compute_fc(bold_file: str, mask_file: str, outputs: dict[str, str], threads:
     idx = table["index"].to_numpy(int)
     names = table["name"].astype(str).to_numpy()
     regions = region_series(data, grid, valid, idx)
+    covered = _covered_fraction(grid, valid, idx)
+    regions[:, covered < max(min_coverage, 1e-12)] = np.nan
+    n_with = int(np.isfinite(regions).all(axis=0).sum())
+    if n_with == 0 or n_with < min_regions * len(idx):
+        raise InputError(f"the scan has signal in {n_with} of {len(idx)} atlas regions (a partial-coverage acquisition, "
+                         f"e.g. a slab, or not in the atlas space); at least {min_regions:.0%} are needed (to analyse "
+                         "such scans on their covered regions, lower atlas.min_regions)", path=str(bold_file))
     seed_ts, n_vox = [], {}
     for s in parsed:
         vox = seed_voxels(s, grid, ref) & valid
@@ -285,7 +304,7 @@ def compute_fc(bold_file: str, mask_file: str, outputs: dict[str, str], threads:
     save_nifti(nib.Nifti1Image(valid.astype(np.uint8), img.affine), outputs["mask"])
     empty = [str(n) for n in names[np.isnan(regions).all(axis=0)]]
     qc = dict(n_timepoints=int(img.shape[3]), n_voxels_mask=int(mask.sum()), n_regions=len(names),
-              empty_regions=empty, seed_voxels=n_vox,
+              empty_regions=empty, seed_voxels=n_vox, covered_fraction=dict(zip(names, np.round(covered, 4))),
               mean_fc=float(np.nanmean(seed_z)) if np.isfinite(seed_z).any() else None)
     return dict(Parameters=dict(seeds={s.name: s.describe() for s in parsed}, atlas=str(atlas_image),
                                 correlation="Pearson r of mean series, Fisher z = artanh(r)"), QC=qc)
