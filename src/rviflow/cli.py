@@ -39,6 +39,10 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
         cmd += ["--directory", str(workdir)]
     if not any(a == "--profile" or a.startswith("--profile=") for a in args):
         cmd += ["--profile", str(DEFAULT_PROFILE)]
+    if not any(a == "--workflow-profile" or a.startswith("--workflow-profile=") for a in args):
+        # rviflow has no workflow profile; without this, Snakemake takes any folder named "default"
+        # in the working directory (e.g. an output_dir) for one and stops
+        cmd += ["--workflow-profile", "none"]
     if not any(a in ("--cores", "-c", "--jobs", "-j", "--profile", "--dry-run", "-n") or a.startswith(("--cores=", "-c"))
                for a in args):
         cmd += ["--cores", "all"]

@@ -187,8 +187,9 @@ def test_a_slab_is_excluded_by_default_and_analysed_on_its_covered_regions_by_co
     min_coverage 0.5 it is analysed on its covered regions: those have values in every subject,
     the others are n/a and left out of the effect sizes (not a run failure)."""
     c = _trt_cohort(tmp_path, sessions=("1",))
-    proc = rviflow_run(tmp_path, _trt_config(c, tmp_path / "default", acq="prefrontal"))
-    qc = assert_outcome_files(tmp_path / "default", proc)
+    proc = rviflow_run(tmp_path, _trt_config(c, tmp_path / "excluded", acq="prefrontal"))  # (a dir named
+    # "default" in the working directory would be taken by Snakemake for its workflow profile)
+    qc = assert_outcome_files(tmp_path / "excluded", proc)
     bad = qc[(qc["acq"] == "prefrontal") & (qc["status"] == "failed")]
     assert len(bad) == 8 and bad["reason"].str.contains(r"covers 2\d of 83 atlas regions.*atlas\.min_regions").all()
 

@@ -236,5 +236,5 @@ def test_a_failing_step_has_its_error_in_its_log(broken_run):
     """sub-004's 3-D BOLD fails its denoise step: the one-line reason is in that scan's denoise log
     (it used to reach only Snakemake's stream)."""
     _, out = broken_run
-    log = next((out / "logs" / "denoise").glob("sub-004*.log")).read_text()
+    log = next((out / "logs" / "denoise").rglob("sub-004*.log")).read_text()  # logs/denoise/<scan>.log
     assert "sub-004" in log and "3 dimensions" in log, log
