@@ -8,7 +8,7 @@ import pandas as pd
 from rviflow.io.bids import (check_config_paths, clean_participants, derivative_path, discover_scans,
                              match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
-from rviflow.measures.registry import GENERATED, REGISTRY, collect_rule, step_options
+from rviflow.measures.registry import GENERATED, REGISTRY, collect_rule, instances, step_options
 from rviflow.preprocess.parcellate import resolve_atlas
 from rviflow.io.scans import analysed_scans
 
@@ -111,7 +111,7 @@ ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atla
 
 wildcard_constraints:
     scan=r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?/func/sub-[a-zA-Z0-9]+[a-zA-Z0-9_-]*",
-    measure=r"[a-z]+",
+    measure=r"[a-z][a-z0-9]*(_[a-z0-9]+)?",  # fc_<seed>: a family member
 
 
 def out_path(desc, suffix, ext, scan="{scan}"):

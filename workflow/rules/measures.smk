@@ -48,8 +48,8 @@ for _step, _spec in GEN_STEPS.items():
         output:
             **gen_outputs(_step),
         params:
-            measure=_spec.name,
-            options=step_options(_spec, config[_spec.config_section]),
+            measure=_spec.base or _spec.name,
+            options=gen_options(_spec),
             participant_id=lambda w: scan_of(w).participant_id,
             work_dir=work_dir(_step),
             on_error=config["on_subject_error"],
@@ -68,7 +68,7 @@ for _step, _spec in GEN_STEPS.items():
 
 
 for _step, _spec in STEP_SPECS.items():
-    if not BATCHES_OF[_step]:
+    if not BATCHES_OF[_step] or BATCH_STEP[_step] != _step:  # none, or it runs in reho_batch
         continue
 
     rule:
@@ -91,9 +91,9 @@ for _step, _spec in STEP_SPECS.items():
             os.path.join(OUT, "logs", f"{_step}_batch", "batch-{batch}.log"),
         resources:
             # scans run one after the other: memory of the largest (series + step), runtime summed
-            mem_mb=batch_mem_mb(_spec.resources[0], max(_spec.resources[1], 12),
+            mem_mb=batch_mem_mb(batch_resources(_step)[0], max(batch_resources(_step)[1], 12),
                                 lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in BATCHES_OF[_step][w.batch]]),
-            runtime=batch_runtime(_spec.resources[2], _spec.resources[3] + 0.1,
+            runtime=batch_runtime(batch_resources(_step)[2], batch_resources(_step)[3] + 0.1,
                                   lambda w, _step=_step: [file_mb(SCANS[k].bold) for k in BATCHES_OF[_step][w.batch]]),
         conda:
             os.path.join(ENVS, "reho.yaml")
@@ -103,45 +103,46 @@ for _step, _spec in STEP_SPECS.items():
 
 for _spec in PARCELLATED:
     _src = SOURCES[_spec.source]
+    if _spec.parcellated:  # else its step wrote the regional rows (fc)
 
-    rule:
-        name:
-            f"parcellate_{_spec.name}"
-        input:
-            map=gen_parcel_map(_spec),
-            map_json=gen_outputs(_spec.step_name)["json"],
-            valid=gen_outputs(_spec.step_name)["mask"],
-            atlas_image=ATLAS_IMAGE,
-            atlas_labels=ATLAS_LABELS,
-            # CBF: a region's coverage is of its brain voxels (the BOLD mask the CBF grid is on)
-            **({"brain": lambda w: cbf_of(w).reference} if _spec.source == "asl" else {}),
-        output:
-            tsv=out_path(_spec.name, "parcels", ".tsv", scan=_src["key"]),
-            json=out_path(_spec.name, "parcels", ".json", scan=_src["key"]),
-        params:
-            participant_id=lambda w, _of=_src["of"]: _of(w).participant_id,
-            session=lambda w, _of=_src["of"]: _of(w).session or "",
-            min_coverage=_src["min_coverage"],
-            min_regions=config["atlas"]["min_regions"],
-            work_dir=work_dir("parcellate", _src["key"]),
-            on_error=config["on_subject_error"],
-        log:
-            log_path(f"parcellate_{_spec.name}", _src["key"]),
-        resources:
-            mem_mb=scan_mem_mb(1500, 1),
-            runtime=scan_runtime(10, 0),
-        group:
-            "subject"
-        conda:
-            os.path.join(ENVS, "cbf.yaml") if _spec.source == "asl" else os.path.join(ENVS, "reho.yaml")
-        script:
-            "../../scripts/parcellate.py"
+        rule:
+            name:
+                f"parcellate_{_spec.name}"
+            input:
+                map=gen_parcel_map(_spec),
+                map_json=gen_outputs(_spec.step_name)["json"],
+                valid=gen_outputs(_spec.step_name)["mask"],
+                atlas_image=ATLAS_IMAGE,
+                atlas_labels=ATLAS_LABELS,
+                # CBF: a region's coverage is of its brain voxels (the BOLD mask the CBF grid is on)
+                **({"brain": lambda w: cbf_of(w).reference} if _spec.source == "asl" else {}),
+            output:
+                tsv=out_path(_spec.name, "parcels", ".tsv", scan=_src["key"]),
+                json=out_path(_spec.name, "parcels", ".json", scan=_src["key"]),
+            params:
+                participant_id=lambda w, _of=_src["of"]: _of(w).participant_id,
+                session=lambda w, _of=_src["of"]: _of(w).session or "",
+                min_coverage=_src["min_coverage"],
+                min_regions=config["atlas"]["min_regions"],
+                work_dir=work_dir("parcellate", _src["key"]),
+                on_error=config["on_subject_error"],
+            log:
+                log_path(f"parcellate_{_spec.name}", _src["key"]),
+            resources:
+                mem_mb=scan_mem_mb(1500, 1),
+                runtime=scan_runtime(10, 0),
+            group:
+                "subject"
+            conda:
+                os.path.join(ENVS, "cbf.yaml") if _spec.source == "asl" else os.path.join(ENVS, "reho.yaml")
+            script:
+                "../../scripts/parcellate.py"
 
     rule:
         name:
             f"collect_{_spec.name}"
         input:
-            **per_scan_inputs(_spec.step_name, BATCHES_OF[_spec.step_name], **gen_files(_spec)),
+            **per_scan_inputs(BATCH_STEP[_spec.step_name], BATCHES_OF[_spec.step_name], **gen_files(_spec)),
         output:
             table=group_path(f"parcels_{_spec.name}.tsv"),
             scans=group_path(f"parcels_{_spec.name}_scans.tsv"),
@@ -149,7 +150,8 @@ for _spec in PARCELLATED:
         params:
             files=gen_files(_spec),
             combine_runs=config["combine_runs"],
-            **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}")),
+            **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}" if _spec.parcellated
+                                                    else _spec.name)),
         log:
             os.path.join(OUT, "logs", f"collect_{_spec.name}.log"),
         resources:

@@ -5,27 +5,54 @@
 # parcellation of each measure's chosen map; per cohort: collect_<m>; in batch mode: <step>_batch.
 # ReHo's own step stays in reho.smk. A new measure needs no rule file (CONTRIBUTING.md).
 DENOISE_OPTIONS = {k: v for k, v in config["denoise"].items() if k != "keep_denoised"}
-GEN_MEASURES = [s for s in GENERATED.values() if config.get(s.config_section, {}).get("enabled")]
+
+
+def _gen_measures():
+    """Enabled generated measures; a family (fc) becomes its members (fc_<seed>), its config
+    checked here, before any job."""
+    out = []
+    for s in GENERATED.values():
+        if config.get(s.config_section, {}).get("enabled"):
+            try:
+                out += instances(s, config[s.config_section], ATLAS_IMAGE, ATLAS_LABELS)
+            except InputError as exc:
+                raise WorkflowError(f"rviflow: {exc}") from None
+    return out
+
+
+GEN_MEASURES = _gen_measures()
 GEN_STEPS = {s.step_name: s for s in reversed(GEN_MEASURES)}  # the family's first spec names its step
-GEN_BATCHES = {step: batches_of(step, SCANS) for step in GEN_STEPS}
+#: generated steps reading ReHo's series (denoise) run inside reho_batch in batch mode, after ReHo:
+#: one denoising per scan, and reho_batch's removal of the series cannot race their reading it
+RIDERS = [step for step, s in GEN_STEPS.items() if s.chain[0] == "denoise"]
+GEN_BATCHES = {step: REHO_BATCHES if step in RIDERS else batches_of(step, SCANS) for step in GEN_STEPS}
 MEASURES.extend(s.name for s in GEN_MEASURES)
 #: series rules -> (desc of the output, options); regress keeps the whole spectrum (fALFF needs it)
 SERIES = {"denoise": ("denoised", DENOISE_OPTIONS),
           "regress": ("regressed", {**DENOISE_OPTIONS, "high_pass": None, "low_pass": None})}
 CBF_SPECS = [REGISTRY[m] for m in CBF_ANALYSED] if CBF_INPUTS else []
 MEASURES.extend(s.name for s in CBF_SPECS)
-#: measures parcellated and collected here: ReHo (step in reho.smk), the generated ones, CBF (step
-#: in cbf.smk)
+#: measures collected here: ReHo (step in reho.smk), the generated ones, CBF (step in cbf.smk);
+#: parcellated, unless their step writes the regional rows itself (fc)
 PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES, *CBF_SPECS]
 #: BOLD step -> the spec naming it, and its batches (ReHo's: reho.smk)
 STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
 BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES, "cbf": CBF_BATCHES}
+#: the batch rule (and record) a step's scans run in
+BATCH_STEP = {step: "reho" if step in RIDERS else step for step in BATCHES_OF}
 #: a measure's per-scan source: its scans (key -> plan), the wildcard naming one, the plan of a
 #: job and the coverage threshold (its conda env and CBF's brain-mask input are in measures.smk)
 SOURCES = {
     "bold": dict(scans=SCANS, key="{scan}", of=scan_of, min_coverage=config["atlas"]["min_coverage"]),
     "asl": dict(scans=CBF_INPUTS, key="{aslscan}", of=cbf_of, min_coverage=CBF["min_coverage"]),
 }
+
+
+def batch_resources(step):
+    """(base MB, MB per BOLD MB, base min, min per BOLD MB) of a step's batch job: reho_batch's
+    adds its riders' (memory: the largest; run time: the sum)."""
+    res = [STEP_SPECS[step].resources] + ([GEN_STEPS[r].resources for r in RIDERS] if step == "reho" else [])
+    return max(r[0] for r in res), max(r[1] for r in res), sum(r[2] for r in res), sum(r[3] for r in res)
 
 
 def series_path(spec, ext, key="{scan}"):
@@ -44,6 +71,12 @@ def gen_outputs(step, key=None):
     return outs
 
 
+def gen_options(spec):
+    """The compute function's keyword arguments of a generated measure (its config section)."""
+    return step_options(spec, config[spec.config_section], ATLAS_IMAGE, ATLAS_LABELS,
+                        min_regions=config["atlas"]["min_regions"], min_coverage=config["atlas"]["min_coverage"])
+
+
 def gen_parcel_map(spec, key=None):
     """The map of ``spec`` that is parcellated (its config's *parcel_map choice)."""
     choice = config[spec.config_section][spec.parcel_map] if spec.parcel_choices else spec.parcel_map
@@ -56,17 +89,28 @@ def gen_files(spec):
     step's QC goes into its family's first measure's step table only: alff before falff, cbf
     before rcbf)."""
     keys = sorted(SOURCES[spec.source]["scans"])
-    files = {ext[1:]: [out_path(spec.name, "parcels", ext, scan=k) for k in keys] for ext in (".tsv", ".json")}
+    if spec.parcellated:
+        files = {ext[1:]: [out_path(spec.name, "parcels", ext, scan=k) for k in keys] for ext in (".tsv", ".json")}
+    else:  # the step wrote the rows (fc); its sidecar is theirs
+        files = dict(tsv=[gen_parcel_map(spec, k) for k in keys], json=[gen_outputs(spec.step_name, k)["json"] for k in keys])
     if next(s for s in PARCELLATED if s.step_name == spec.step_name) is spec:
-        for step in spec.chain[:-1]:
+        for step in spec.chain[:-1] if spec.parcellated else spec.chain:
             files[f"{step}_json"] = [series_path(spec, ".json", k) if step in SERIES else gen_outputs(step, k)["json"]
                                      for k in keys]
     return files
 
 
 def measure_chain(step, key):
-    """One scan's series -> step -> parcellation of each family member, as run_batch steps
-    (kwargs of rviflow.pipeline.steps), with the per-scan rules' file names (batch.smk)."""
+    """One scan's series -> step -> parcellation of each family member (then the RIDERS' steps
+    on ReHo's series), as run_batch steps (kwargs of rviflow.pipeline.steps), with the per-scan rules' file
+    names (batch.smk)."""
+    chain = _measure_chain(step, key)
+    for rider in RIDERS if step == "reho" else []:
+        chain["steps"] += _measure_chain(rider, key)["steps"][1:]  # the series is made already
+    return chain
+
+
+def _measure_chain(step, key):
     s, spec = SCANS[key], STEP_SPECS[step]
     outs = gen_outputs(step, key)
     series = dict(bold=series_path(spec, ".nii.gz", key), json=series_path(spec, ".json", key))
@@ -77,10 +121,11 @@ def measure_chain(step, key):
                                               options=SERIES[src][1], log=log_path(src, key), **common)),
              dict(step="measure" if spec.compute else step, kwargs=dict(
                  bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
-                 options=step_options(spec, config[spec.config_section]), threads=spec.threads,
-                 log=log_path(step, key), **common, **(dict(measure=spec.name) if spec.compute else {})))]
+                 options=gen_options(spec) if spec.compute else step_options(spec, config[spec.config_section]),
+                 threads=spec.threads, log=log_path(step, key), **common,
+                 **(dict(measure=spec.base or spec.name) if spec.compute else {})))]
     for m in PARCELLATED:
-        if m.step_name == step:
+        if m.step_name == step and m.parcellated:
             steps.append(dict(step="parcellate", kwargs=dict(
                 in_map=gen_parcel_map(m, key), in_json=outs["json"], valid_mask=outs["mask"],
                 atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure=m.name,

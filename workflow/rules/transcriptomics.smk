@@ -81,7 +81,7 @@ if TX["enabled"]:
             pls=os.path.join(TX_DIR, "{map}_pls.tsv"),
             null_maps=os.path.join(TX_DIR, "{map}_null_maps.tsv"),
         wildcard_constraints:
-            map="[a-z_]+",
+            map="[a-z0-9_]+",
         params:
             cortex_only=TX["cortex_only"],
             left_only=TX["left_only"],
@@ -110,7 +110,7 @@ if TX["enabled"]:
             table=os.path.join(TX_DIR, "{map}_enrichment_{collection}.tsv"),
             nulls=os.path.join(TX_DIR, "{map}_enrichment_{collection}_nulls.tsv"),
         wildcard_constraints:
-            map="[a-z_]+",
+            map="[a-z0-9_]+",
             collection="[A-Za-z0-9_.-]+",
         params:
             rank_by=TX["rank_by"],

@@ -215,6 +215,7 @@ def write_qc_table(discovery_rows: list[dict], step_tables: list[str], out: str)
                                              reason=reason)], columns=QC_COLUMNS))
             continue
         frames.append(pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False))
-    df = qc_table(pd.concat(frames, ignore_index=True).fillna("").to_dict("records"))
+    # a step shared by several measures (alff / falff, fc's seeds) reaches several step tables
+    df = qc_table(pd.concat(frames, ignore_index=True).fillna("").drop_duplicates().to_dict("records"))
     write_tsv(df, out)
     return df

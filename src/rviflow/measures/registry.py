@@ -68,6 +68,17 @@ class MeasureSpec:
     source : what its per-scan steps read: "bold" (fMRIPrep BOLD runs, wildcard ``{scan}``) or
         "asl" (ASL series / perfusion maps, ``{aslscan}``); its parcellation and cohort table
         are generated either way.
+    expand : "module:function" making the measures of a configured family (fc: one ``fc_<seed>``
+        per seed): ``f(spec, section, atlas_image=, atlas_labels=) -> [MeasureSpec]``, raising
+        InputError on a bad config; "" = the spec is the one measure.
+    base : the registered spec an expanded measure comes from (its step runs under that name).
+    atlas : its compute takes the configured ``atlas_image``, ``atlas_labels`` and the partial-coverage
+        rules ``min_regions`` / ``min_coverage`` (config ``atlas``).
+    methods_fields : "module:function" giving extra ``methods`` fields from the config section.
+
+    A spec whose chain does not end in ``parcellate`` writes its regional rows itself: then
+    ``parcel_map`` is the output key of its one-row TSV (participant_id, session, regions), and
+    the step's sidecar (``json``) is that row's sidecar.
     """
 
     name: str
@@ -88,11 +99,20 @@ class MeasureSpec:
     compute: str = ""
     references: dict[str, str] = field(default_factory=dict)
     source: str = "bold"
+    expand: str = ""
+    base: str = ""
+    atlas: bool = False
+    methods_fields: str = ""
+
+    @property
+    def parcellated(self) -> bool:
+        """True when a parcellation step averages one of its maps in the atlas regions."""
+        return self.chain[-1] == "parcellate"
 
     @property
     def step_name(self) -> str:
-        """Its own step (and per-scan rule): the chain's step before ``parcellate``."""
-        return self.chain[-2]
+        """Its own step (and per-scan rule): the chain's step before ``parcellate`` (or its last)."""
+        return self.chain[-2] if self.parcellated else self.chain[-1]
 
 
 REHO = MeasureSpec(
@@ -155,8 +175,23 @@ FALFF = MeasureSpec(
             "whole spectrum; the {falff_parcel_map} map was parcellated.",
 )
 
-#: measures the pipeline computes from images, by name
-REGISTRY: dict[str, MeasureSpec] = {m.name: m for m in (REHO, CBF, RCBF, ALFF, FALFF)}
+FC = MeasureSpec(
+    name="fc", title="seed FC", chain=("denoise", "fc"), step=ALFF.step, interface=ALFF.interface,
+    compute="rviflow.measures.connectivity:compute_fc",
+    outputs={"mask": Output("fc", "mask"), "json": Output("fc", "connectivity", ".json")}, parcel_map="",
+    config_section="fc", resources=(1500, 4, 2, 0.01), qc_columns=("mean_fc",), unit="Fisher z",
+    citations=("biswal1995",), expand="rviflow.measures.connectivity:fc_measures", atlas=True,
+    methods_fields="rviflow.measures.connectivity:methods_fields",
+    references={"biswal1995": "Biswal B, et al. Functional connectivity in the motor cortex of resting human brain "
+                              "using echo-planar MRI. Magn Reson Med. 1995;34(4):537-541. doi:10.1002/mrm.1910340409"},
+    methods="Seed-based functional connectivity was the Pearson correlation, Fisher z-transformed, of each seed's "
+            "mean denoised series with the mean series of every atlas region (Nilearn's ConnectivityMeasure with "
+            "the empirical covariance); seeds: {seed_list}. The region x region matrix of "
+            "each scan was kept as a derivative, and each seed's row entered the statistics as measure fc_<seed>.",
+)
+
+#: measures the pipeline computes from images, by name (fc: a family, one fc_<seed> per configured seed)
+REGISTRY: dict[str, MeasureSpec] = {m.name: m for m in (REHO, CBF, RCBF, ALFF, FALFF, FC)}
 #: measures whose own step has a hand-written rule (reho.smk, cbf.smk); their parcellation and
 #: cohort table are generated like every other measure's (workflow/rules/measures.smk)
 WIRED = ("reho", "cbf", "rcbf")
@@ -176,7 +211,7 @@ def resolve(ref: str):
 
 def collect_rule(measure: str) -> str | None:
     """Name of the rule that builds group/parcels_<measure>.tsv from images, None if none."""
-    return f"collect_{measure}" if measure in REGISTRY else None
+    return f"collect_{measure}" if family_of(measure) in REGISTRY else None
 
 
 def references() -> dict[str, str]:
@@ -184,6 +219,38 @@ def references() -> dict[str, str]:
     return {k: v for spec in REGISTRY.values() for k, v in spec.references.items()}
 
 
-def step_options(spec: MeasureSpec, section: dict) -> dict:
-    """The compute function's keyword arguments from the measure's config section."""
-    return {k: v for k, v in section.items() if k != "enabled" and not k.endswith("parcel_map")}
+def step_options(spec: MeasureSpec, section: dict, atlas_image: str = "", atlas_labels: str = "",
+                 **atlas_rules) -> dict:
+    """The compute function's keyword arguments from the measure's config section (plus, for a
+    spec with ``atlas``, the atlas and ``atlas_rules``: config atlas.min_regions / min_coverage)."""
+    opts = {k: v for k, v in section.items() if k != "enabled" and not k.endswith("parcel_map")}
+    return opts | (dict(atlas_image=atlas_image, atlas_labels=atlas_labels, **atlas_rules) if spec.atlas else {})
+
+
+def instances(spec: MeasureSpec, section: dict, atlas_image: str = "", atlas_labels: str = "") -> list[MeasureSpec]:
+    """The measures a registered spec makes under its config section: itself, or for a family
+    (``expand``) one spec per configured member (raises InputError on a bad config)."""
+    if not spec.expand:
+        return [spec]
+    return resolve(spec.expand)(spec, section, atlas_image=atlas_image, atlas_labels=atlas_labels)
+
+
+def family_of(measure: str) -> str:
+    """The registered measure a measure name belongs to (fc_pcc -> fc; reho -> reho); else itself."""
+    if measure in REGISTRY:
+        return measure
+    return next((s.name for s in REGISTRY.values() if s.expand and measure.startswith(s.name + "_")), measure)
+
+
+def title_of(measure: str) -> str:
+    """Report title of any measure name, members of a family included (fc_pcc -> 'seed FC: pcc')."""
+    family = family_of(measure)
+    if family == measure:
+        return TITLES.get(measure, measure)
+    return f"{REGISTRY[family].title}: {measure[len(family) + 1:]}"
+
+
+def methods_text(spec: MeasureSpec, section: dict) -> str:
+    """The spec's methods sentence filled from its config section."""
+    extra = resolve(spec.methods_fields)(section) if spec.methods_fields else {}
+    return spec.methods.format(**{**section, **extra})

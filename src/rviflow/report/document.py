@@ -23,7 +23,7 @@ import pandas as pd
 from rviflow import __version__
 from rviflow.report import sections as rs
 from rviflow.io.bids import atomic_path, software_versions
-from rviflow.measures.registry import GENERATED
+from rviflow.measures.registry import GENERATED, family_of
 from rviflow.pipeline.outcome import failure_of
 from rviflow.report.methods import methods_html
 
@@ -149,7 +149,7 @@ class RunData:
                     colocalisation=(self.group / "colocalisation.tsv").exists(), rvi=(self.group / "rvi.tsv").exists(),
                     prediction=(self.group / "prediction.tsv").exists(),
                     transcriptomics=any((self.group / "transcriptomics").glob("*_genes.tsv")),
-                    **{m: m in measures for m in GENERATED})
+                    **{m: any(family_of(x) == m for x in measures) for m in GENERATED})
 
 
 def _ok(map_path: Path) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from rviflow.measures.registry import GENERATED, references
+from rviflow.measures.registry import GENERATED, methods_text, references
 
 REFERENCES = {
     "fmriprep": "Esteban O, et al. fMRIPrep: a robust preprocessing pipeline for functional MRI. "
@@ -159,7 +159,7 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
     for spec in GENERATED.values():  # measures generated from the registry bring their own sentence
         if present.get(spec.name) and imaging:
             measures.insert(len(measures) - bool(present.get("thickness")), spec.title)
-            paras.append(spec.methods.format(**config.get(spec.config_section, {})) + f" {c(*spec.citations)}")
+            paras.append(methods_text(spec, config.get(spec.config_section, {})) + f" {c(*spec.citations)}")
     if present.get("thickness"):
         src = cohort.get("thickness", {}).get("source", "auto")
         paras.append(f"Cortical thickness came from FreeSurfer {c('fischl')} "

@@ -21,7 +21,9 @@ MAX_TABLE_ROWS = 25
 
 
 def title_of(measure: str) -> str:
-    return MEASURE_TITLES.get(measure, measure)
+    from rviflow.measures.registry import title_of as registry_title
+
+    return MEASURE_TITLES.get(measure) or registry_title(measure)
 
 
 def missing(text: str) -> str:
