@@ -50,10 +50,12 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     low_pass = traits.Either(None, traits.Float, default=0.08, usedefault=True)
     min_timepoints = traits.Int(50, usedefault=True)
     out_file = traits.Str(mandatory=True, desc="output path of the denoised BOLD")
+    in_memory = traits.Bool(False, usedefault=True, desc="hold the series in this process under out_file "
+                            "(rviflow.denoise.hold_series) instead of writing it: a fused chain's intermediate")
 
 
 class _DenoiseOutputSpec(TraitedSpec):
-    out_file = File(exists=True)
+    out_file = traits.Str(desc="the denoised BOLD (a path; held in memory with in_memory)")
     out_json = File(exists=True)
 
 
@@ -72,7 +74,12 @@ class DenoiseBold(SimpleInterface):
                       scrub_min_segment=i.scrub_min_segment, high_pass=i.high_pass, low_pass=i.low_pass,
                       min_timepoints=i.min_timepoints)
         img, qc = denoise_bold(i.bold_file, i.mask_file, **params)
-        save_nifti(img, i.out_file)
+        if i.in_memory:
+            from .denoise import hold_series
+
+            hold_series(i.out_file, img)
+        else:
+            save_nifti(img, i.out_file)
         side = _sidecar(i.out_file)
         write_json(side, dict(status="ok", Sources=[i.bold_file], RepetitionTime=qc["tr_s"],
                               Parameters=params, QC=qc, SoftwareVersions=software_versions()))
@@ -81,7 +88,7 @@ class DenoiseBold(SimpleInterface):
 
 
 class _ReHoInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="4-D time series")
+    in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds in memory under that path: rviflow.denoise.hold_series)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     neighbourhood = traits.Enum(27, 19, 7, usedefault=True)
     tie_correction = traits.Bool(True, usedefault=True)
@@ -257,7 +264,7 @@ class QuantifyCBF(SimpleInterface):
 
 class _MeasureInputSpec(BaseInterfaceInputSpec):
     measure = traits.Str(mandatory=True, desc="a measure of rviflow.measures.REGISTRY")
-    in_file = File(exists=True, mandatory=True, desc="4-D time series")
+    in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds in memory under that path: rviflow.denoise.hold_series)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     outputs = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="output key -> path (the spec's outputs)")
     options = traits.Dict(usedefault=True, desc="keyword arguments of the measure's compute function")

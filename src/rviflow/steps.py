@@ -157,8 +157,11 @@ def _log(log: str | None, message: str) -> None:
 
 
 def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: str, participant_id: str,
-                 options: dict, on_error: str = "exclude", log: str | None = None) -> bool:
-    """Per-scan denoising through the :class:`~rviflow.interfaces.DenoiseBold` node."""
+                 options: dict, on_error: str = "exclude", log: str | None = None, in_memory: bool = False) -> bool:
+    """Per-scan denoising through the :class:`~rviflow.interfaces.DenoiseBold` node.
+
+    ``in_memory``: the series is held in this process under ``out_bold`` (for the measure steps
+    that follow in the same process), not written; its sidecar is written as usual."""
     from .interfaces import DenoiseBold
 
     def go():
@@ -168,7 +171,7 @@ def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: s
         # regression's rounding (batch mode writes exactly what per-scan mode writes)
         with threadpool_limits(1):
             run_node(DenoiseBold(), "denoise", work_dir, bold_file=bold, mask_file=mask, out_file=out_bold,
-                     **options)
+                     in_memory=bool(in_memory), **options)
 
     ok = run_subject_step("denoise", participant_id, go, [out_bold, out_json], out_json, [], on_error, log)
     _log(log, f"denoise {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
