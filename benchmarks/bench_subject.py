@@ -13,7 +13,7 @@ RSS of the child from the kernel, ``os.wait4``), so imports count as they do in 
   on it, then nilearn's ``NiftiLabelsMasker``-free regional mean (numpy ``bincount``);
 - ``per_scan``: rviflow's per-scan jobs as separate processes, as ``batch_size: 0`` runs them
   (``denoise`` writing its temporary .nii.gz, ``reho`` reading it, ``parcellate_reho``);
-- ``fused``: the same steps in one process through ``rviflow.batches.run_batch`` (how batch
+- ``fused``: the same steps in one process through ``rviflow.pipeline.batches.run_batch`` (how batch
   mode, the default at scale, runs a scan): one load, the denoised series held in memory.
 
 Per step: wall and CPU seconds, x load (wall / load wall), peak RSS; per chain: totals and
@@ -124,7 +124,7 @@ np.savetxt(sys.argv[3], sums[1:] / np.maximum(counts[1:], 1))
 
 STEP = """
 import json, sys
-from rviflow.measures import resolve
+from rviflow.measures.registry import resolve
 kwargs = json.loads(sys.argv[2])
 ok = resolve(sys.argv[1])(**kwargs)
 sys.exit(0 if ok else 3)
@@ -132,7 +132,7 @@ sys.exit(0 if ok else 3)
 
 FUSED = """
 import json, sys
-from rviflow.batches import run_batch
+from rviflow.pipeline.batches import run_batch
 plan, record, remove = json.loads(sys.argv[1])
 table = run_batch(plan, record, remove)
 sys.exit(0 if (table["status"] == "ok").all() else 3)
@@ -157,8 +157,8 @@ def child(code: str, *args, threads: int = 2) -> dict:
 
 
 def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str) -> list[dict]:
-    """rviflow's per-scan steps for the subject, as rviflow.batches plans them (measures.smk)."""
-    from rviflow.measures import REGISTRY, step_options
+    """rviflow's per-scan steps for the subject, as rviflow.pipeline.batches plans them (measures.smk)."""
+    from rviflow.measures.registry import REGISTRY, step_options
 
     pid = "sub-01"
     d = out / pid / "func"
@@ -168,14 +168,14 @@ def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str) -> list[dict]:
     common = dict(participant_id=pid, on_error="exclude")
     reho_options = step_options(REGISTRY["reho"], dict(neighbourhood=27, tie_correction=True, smoothing_fwhm=0.0))
     return [
-        dict(step="denoise", ref="rviflow.steps:denoise_step", kwargs=dict(
+        dict(step="denoise", ref="rviflow.pipeline.steps:denoise_step", kwargs=dict(
             bold=paths["bold"], mask=paths["mask"], out_bold=denoised["bold"], out_json=denoised["json"],
             work_dir=str(out / "work" / "denoise"), options={}, log=str(out / "logs" / "denoise.log"), **common)),
-        dict(step="reho", ref="rviflow.steps:reho_step", kwargs=dict(
+        dict(step="reho", ref="rviflow.pipeline.steps:reho_step", kwargs=dict(
             bold=denoised["bold"], bold_json=denoised["json"], mask=paths["mask"], outputs=outs,
             work_dir=str(out / "work" / "reho"), options=reho_options, threads=2,
             log=str(out / "logs" / "reho.log"), **common)),
-        dict(step="parcellate", ref="rviflow.steps:parcellate_step", kwargs=dict(
+        dict(step="parcellate", ref="rviflow.pipeline.steps:parcellate_step", kwargs=dict(
             in_map=outs["reho"], in_json=outs["json"], valid_mask=outs["mask"], atlas_image=atlas,
             atlas_labels=labels, measure="reho", out_tsv=f"{stem}_desc-reho_parcels.tsv",
             out_json=f"{stem}_desc-reho_parcels.json", work_dir=str(out / "work" / "parcellate"), session="",
@@ -304,7 +304,7 @@ def write(results: dict, out: Path) -> None:
     same = results["repeats"][-1]["same_outputs"]
     lines += ["", "plain = nilearn clean_img + nibabel save (.nii.gz) + `rviflow reho` + regional means (the baseline); "
               "per_scan = rviflow's per-scan jobs (`batch_size: 0`), one process each, the denoised series written "
-              "as a temporary .nii.gz; fused = the same steps in one process (`rviflow.batches.run_batch`, batch "
+              "as a temporary .nii.gz; fused = the same steps in one process (`rviflow.pipeline.batches.run_batch`, batch "
               "mode), the denoised series held in memory.",
               f"Fused vs per-scan outputs: ReHo max |diff| {same['reho_max_abs_diff']:.3g}, parcels max |diff| "
               f"{same['parcels_max_abs_diff']:.3g}.",

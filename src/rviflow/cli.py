@@ -30,7 +30,7 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
 
     Without a ``--profile`` the local profile config/profiles/default is used (keep-going,
     rerun-incomplete). With ``output_dir`` (and not a dry run) the run holds rviflow's lock on
-    it (:mod:`rviflow.runlock`): a second run on the same output_dir refuses, and a Snakemake
+    it (:mod:`rviflow.pipeline.runlock`): a second run on the same output_dir refuses, and a Snakemake
     lock that a killed run left on it is cleared first.
     """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(_snakefile())]
@@ -49,8 +49,8 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
 
 def _locked_run(cmd: list[str], args: list[str], env: dict, workdir, output_dir) -> int:
     """The run itself, holding rviflow's lock on ``output_dir``, its output through the progress
-    display (rviflow.progress) with Snakemake's full log in <output_dir>/logs/rviflow_run-*.log."""
-    from .runlock import RunLockError, hold, release, stale_snakemake_lock
+    display (rviflow.pipeline.progress) with Snakemake's full log in <output_dir>/logs/rviflow_run-*.log."""
+    from rviflow.pipeline.runlock import RunLockError, hold, release, stale_snakemake_lock
 
     created = not Path(output_dir).exists()
     try:
@@ -70,8 +70,8 @@ def _locked_run(cmd: list[str], args: list[str], env: dict, workdir, output_dir)
 
 
 def _with_progress(cmd: list[str], env: dict, fd: int, output_dir) -> int:
-    """snakemake with its merged output piped through :class:`rviflow.progress.Progress`."""
-    from .progress import Progress, follow, log_file
+    """snakemake with its merged output piped through :class:`rviflow.pipeline.progress.Progress`."""
+    from rviflow.pipeline.progress import Progress, follow, log_file
 
     log = log_file(output_dir)
     print(f"rviflow: Snakemake's full log: {log}", flush=True)
@@ -153,13 +153,13 @@ def tables_demo_config(cohort: dict, out: Path) -> dict:
 
 
 def resources_main() -> int:
-    from .resources import main
+    from rviflow.io.resources import main
 
     return main()
 
 
 def cmd_synth(a) -> int:
-    from .synth import write_cohort
+    from rviflow.synth.cohort import write_cohort
 
     paths = write_cohort(a.out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites, n_timepoints=a.timepoints)
     print(f"rviflow synth: {a.subjects} subjects written under {a.out}; truth in {paths['truth']}")
@@ -167,8 +167,8 @@ def cmd_synth(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .synth import write_cohort
-    from .synth_tables import write_table_cohort
+    from rviflow.synth.cohort import write_cohort
+    from rviflow.synth.tables import write_table_cohort
 
     out = Path(a.out)
     if a.tables_only:
@@ -220,9 +220,9 @@ def cmd_reho(a) -> int:
     import nibabel as nib
     import numpy as np
 
-    from .denoise import load_4d, load_mask
-    from .errors import InputError
-    from .reho import reho_map
+    from rviflow.preprocess.denoise import load_4d, load_mask
+    from rviflow.errors import InputError
+    from rviflow.measures.reho import reho_map
 
     try:
         img = load_4d(a.bold)
@@ -245,10 +245,10 @@ def cmd_cbf(a) -> int:
     import nibabel as nib
     import numpy as np
 
-    from .bids_io import write_json
-    from .cbf import CbfOptions
-    from .errors import InputError
-    from .perfusion import quantify_file
+    from rviflow.io.bids import write_json
+    from rviflow.measures.cbf.quantify import CbfOptions
+    from rviflow.errors import InputError
+    from rviflow.measures.cbf.perfusion import quantify_file
 
     opts = CbfOptions(m0_fwhm=a.m0_fwhm, t1_blood=a.t1_blood, labeling_efficiency=a.labeling_efficiency,
                       m0_tr_limit=a.m0_tr_limit, bs_with_labeling_efficiency=a.bs_with_labeling_efficiency)
@@ -271,8 +271,8 @@ def cmd_cbf(a) -> int:
 
 
 def cmd_score(a) -> int:
-    from .cohort_stats import score_new_subjects
-    from .errors import InputError
+    from rviflow.cohort.stats import score_new_subjects
+    from rviflow.errors import InputError
 
     try:
         scores = score_new_subjects(a.reference, a.table, a.participants, a.out)
@@ -285,8 +285,8 @@ def cmd_score(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["lock"]:  # a developer's step with its own options (rviflow.envlock)
-        from .envlock import main as lock_main
+    if argv[:1] == ["lock"]:  # a developer's step with its own options (rviflow.pipeline.envlock)
+        from rviflow.pipeline.envlock import main as lock_main
 
         return lock_main(argv[1:])
     p = argparse.ArgumentParser(prog="rviflow", description=__doc__)
@@ -352,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
 
     a, rest = p.parse_known_args(argv)
     if a.version:
-        from . import __version__
-        from .envlock import version_text
+        from rviflow import __version__
+        from rviflow.pipeline.envlock import version_text
 
         print(version_text(__version__))
         return 0

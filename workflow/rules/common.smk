@@ -1,17 +1,17 @@
 # Inputs, participants and output naming. Discovery runs once at parse time through
-# rviflow.bids_io; every output path comes from out_path().
+# rviflow.io.bids; every output path comes from out_path().
 import functools
 import re
 import time
 
 import pandas as pd
 
-from rviflow.bids_io import (check_config_paths, clean_participants, derivative_path, discover_scans,
+from rviflow.io.bids import (check_config_paths, clean_participants, derivative_path, discover_scans,
                              match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
-from rviflow.measures import GENERATED, REGISTRY, collect_rule, step_options
-from rviflow.parcellate import resolve_atlas
-from rviflow.scans import analysed_scans
+from rviflow.measures.registry import GENERATED, REGISTRY, collect_rule, step_options
+from rviflow.preprocess.parcellate import resolve_atlas
+from rviflow.io.scans import analysed_scans
 
 for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given
     config[_key] = config.get(_key) or ""
@@ -105,7 +105,7 @@ PARTICIPANTS_RAW = config["participants"] or (
     config["bids_dir"] and os.path.join(config["bids_dir"], "participants.tsv")
 )
 PARTICIPANTS_TSV = os.path.join(OUT, "group", "participants.tsv")
-#: SESSIONS: {participant_id: analysed session} (rviflow.scans.analysed_sessions); RES: res- of the outputs
+#: SESSIONS: {participant_id: analysed session} (rviflow.io.scans.analysed_sessions); RES: res- of the outputs
 PARTICIPANTS, SCANS, DISCOVERY_QC, SESSIONS, RES = _load_cohort()
 ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atlas"]["labels"])
 #: participant_label (rviflow run --participant-label): only these subjects' per-scan jobs run;
@@ -156,7 +156,7 @@ def out_path(desc, suffix, ext, scan="{scan}"):
 
 @functools.lru_cache(maxsize=None)
 def _out_pattern(desc, suffix, ext):
-    # rviflow.bids_io.derivative_path names every output; building it once per kind and filling
+    # rviflow.io.bids.derivative_path names every output; building it once per kind and filling
     # in the scan key is ~30x faster than a Path per file (250,000 of them at UK Biobank size)
     return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext, RES))
 
@@ -261,20 +261,20 @@ def cohort_runtime(base_min, min_per_scan):
 
 
 
-# Batch mode (config batch_size > 0; rviflow.batches): the per-scan steps of batch_size scans
+# Batch mode (config batch_size > 0; rviflow.pipeline.batches): the per-scan steps of batch_size scans
 # run as one job (rules reho_batch / cbf_batch), so a 15,501-subject cohort is a few hundred
 # jobs, not 77,500. Membership is stable across runs (a manifest under work/): new scans fill
 # new batches. Cohort rules then depend on the batches' records and get the per-scan files as
 # params (per_scan_files); in per-scan mode (batch_size 0) they depend on the files themselves.
 # batch_size auto (the default): per-scan jobs below batch_auto.min_scans scans of a chain, batches
-# of batch_auto.size at or above (rviflow.batches.batch_size_for); participant_label: per-scan jobs.
+# of batch_auto.size at or above (rviflow.pipeline.batches.batch_size_for); participant_label: per-scan jobs.
 BATCH_SIZE = config["batch_size"]
 REHO_BATCHES, CBF_BATCHES = {}, {}  # set by reho.smk / cbf_inputs.smk in batch mode
 
 
 def batches_of(chain, keys):
     """{batch id: scan keys} of a chain (reho, cbf); {} in per-scan mode."""
-    from rviflow.batches import assign_batches, batch_size_for
+    from rviflow.pipeline.batches import assign_batches, batch_size_for
 
     manifest = os.path.join(OUT, "work", f"batches_{chain}.tsv")
     size = 0 if LABELS else batch_size_for(BATCH_SIZE, len(keys), manifest, **config["batch_auto"])
@@ -321,9 +321,9 @@ RUN_START = time.time()
 def finish_run(ok):
     """End of every run (success or error): qc.tsv and the report exist (written here from what the
     run produced if a failure kept their rules from running), then one summary line."""
-    from rviflow.cohort import write_qc_table
-    from rviflow.outcome import failure_of, run_summary
-    from rviflow.report import build_report
+    from rviflow.cohort.tables import write_qc_table
+    from rviflow.pipeline.outcome import failure_of, run_summary
+    from rviflow.report.document import build_report
 
     qc = group_path("qc.tsv")
 
