@@ -11,8 +11,11 @@ RSS of the child from the kernel, ``os.wait4``), so imports count as they do in 
 - ``plain``: the same chain done the plain way, the baseline: nilearn ``clean_img`` (confounds
   from ``load_confounds``, same settings) + nibabel save (.nii.gz), then ``rviflow reho`` (CLI)
   on it, then nilearn's ``NiftiLabelsMasker``-free regional mean (numpy ``bincount``);
-- ``per_scan``: rviflow's per-scan jobs as separate processes, as ``batch_size: 0`` runs them
-  (``denoise`` writing its temporary .nii.gz, ``reho`` reading it, ``parcellate_reho``);
+- ``before`` (with ``--before-src``, e.g. ``git archive <commit> src | tar -x -C /tmp/before``):
+  the per-scan jobs of rviflow before issue #19 (nilearn's float64 clean, the temporary denoised
+  series written as .nii.gz);
+- ``per_scan``: rviflow's per-scan jobs as separate processes, as per-scan mode runs them
+  (``denoise`` writing its temporary series uncompressed, ``reho`` reading it, ``parcellate_reho``);
 - ``fused``: the same steps in one process through ``rviflow.pipeline.batches.run_batch`` (how batch
   mode, the default at scale, runs a scan): one load, the denoised series held in memory.
 
@@ -139,9 +142,10 @@ sys.exit(0 if (table["status"] == "ok").all() else 3)
 """
 
 
-def child(code: str, *args, threads: int = 2) -> dict:
-    """Run ``code`` in a fresh interpreter on ``threads`` CPUs: wall / CPU seconds, peak RSS MB."""
-    env = dict(os.environ, NIPYPE_NO_ET="1", PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS=str(threads),
+def child(code: str, *args, threads: int = 2, src: str | Path = REPO / "src") -> dict:
+    """Run ``code`` in a fresh interpreter on ``threads`` CPUs (rviflow from ``src``): wall / CPU
+    seconds, peak RSS MB."""
+    env = dict(os.environ, NIPYPE_NO_ET="1", PYTHONPATH=str(src), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
@@ -156,14 +160,14 @@ def child(code: str, *args, threads: int = 2) -> dict:
                 peak_rss_mb=round(usage.ru_maxrss / 1024))
 
 
-def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str) -> list[dict]:
+def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: str = ".nii") -> list[dict]:
     """rviflow's per-scan steps for the subject, as rviflow.pipeline.batches plans them (measures.smk)."""
     from rviflow.measures.registry import REGISTRY, step_options
 
     pid = "sub-01"
     d = out / pid / "func"
     stem = f"{d}/{pid}_task-rest_space-{SPACE}"
-    denoised = dict(bold=f"{stem}_desc-denoised_bold.nii.gz", json=f"{stem}_desc-denoised_bold.json")
+    denoised = dict(bold=f"{stem}_desc-denoised_bold{series_ext}", json=f"{stem}_desc-denoised_bold.json")
     outs = {k: f"{stem}_desc-{o.desc}_{o.suffix}{o.ext}" for k, o in REGISTRY["reho"].outputs.items()}
     common = dict(participant_id=pid, on_error="exclude")
     reho_options = step_options(REGISTRY["reho"], dict(neighbourhood=27, tie_correction=True, smoothing_fwhm=0.0))
@@ -233,6 +237,9 @@ def run(args) -> dict:
                                   paths["mask"], "--out", plain / "reho.nii.gz"),
             "parcels": child(PLAIN_PARCELS, plain / "reho.nii.gz", atlas, plain / "parcels.txt"),
         }
+        if args.before_src:
+            old = chain_kwargs(paths, root / f"before{rep}", atlas, labels, ".nii.gz")
+            r["before"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"]), src=args.before_src) for s in old}
         steps = chain_kwargs(paths, root / f"per_scan{rep}", atlas, labels)
         r["per_scan"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"])) for s in steps}
         fused = chain_kwargs(paths, root / f"fused{rep}", atlas, labels)
@@ -242,11 +249,14 @@ def run(args) -> dict:
         r["fused"] = {"denoise + reho + parcellate (one process)": child(
             FUSED, json.dumps([plan, str(record), [fused[0]["kwargs"]["out_bold"]]]))}
         r["same_outputs"] = compare(steps, fused)
+        if args.before_src:
+            r["before_vs_after"] = compare(old, fused)
         repeats.append(r)
         print(json.dumps(r), flush=True)
     results["repeats"] = repeats
     results["summary"] = summarise(repeats)
     results["goal"] = "per-scan chain <= 2x the bare load (wall), peak RSS <= 4 GB, 2 cores"
+    results["quick"] = bool(args.quick)
     return results
 
 
@@ -265,7 +275,7 @@ def compare(per_scan: list[dict], fused: list[dict]) -> dict:
 def summarise(repeats: list[dict]) -> dict:
     """Best of the repeats per step; chain totals, x load and CPU-hours per 1,000 subjects."""
     best = {}
-    for chain in ("load", "plain", "per_scan", "fused"):
+    for chain in [c for c in ("load", "plain", "before", "per_scan", "fused") if c in repeats[0]]:
         best[chain] = {}
         for step in repeats[0][chain]:
             runs = [r[chain][step] for r in repeats]
@@ -287,6 +297,9 @@ def write(results: dict, out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     m, i, s = results["machine"], results["input"], results["summary"]
     lines = ["# Per-subject throughput (denoise -> ReHo -> parcels)", "",
+             "`.venv/bin/python benchmarks/bench_subject.py" + (" --quick" if results["quick"] else "")
+             + (" --before-src <rviflow before #19>/src" if "before" in s else "") + "`. Wall times on a shared "
+             "machine include other jobs' load: CPU seconds are the steadier measure.", "",
              f"{m['date']} · {m['cpu']} · {m['cpus']} CPUs · {m['ram_gb']} GB RAM · Python {m['python']} · load "
              f"average at start {m['loadavg_start'][0]:.1f} (shared machine: wall times include other jobs' load)", "",
              f"Input: {'x'.join(map(str, i['shape']))} x {i['timepoints']} float32, {i['voxel_mm']} mm, TR {i['tr']} s, "
@@ -303,11 +316,16 @@ def write(results: dict, out: Path) -> None:
     lines += [f"| {chain} | {c['cpu_hours_per_1000']} |" for chain, c in s.items() if chain != "load"]
     same = results["repeats"][-1]["same_outputs"]
     lines += ["", "plain = nilearn clean_img + nibabel save (.nii.gz) + `rviflow reho` + regional means (the baseline); "
-              "per_scan = rviflow's per-scan jobs (`batch_size: 0`), one process each, the denoised series written "
-              "as a temporary .nii.gz; fused = the same steps in one process (`rviflow.pipeline.batches.run_batch`, batch "
+              "before = rviflow's per-scan jobs before #19 (nilearn's float64 clean, temporary .nii.gz series), when "
+              "measured; per_scan = rviflow's per-scan jobs (per-scan mode), one process each, the temporary denoised "
+              "series written uncompressed (.nii); fused = the same steps in one process (`rviflow.pipeline.batches.run_batch`, batch "
               "mode), the denoised series held in memory.",
               f"Fused vs per-scan outputs: ReHo max |diff| {same['reho_max_abs_diff']:.3g}, parcels max |diff| "
-              f"{same['parcels_max_abs_diff']:.3g}.",
+              f"{same['parcels_max_abs_diff']:.3g}."
+              + (f" After vs before (float32 cleaning vs nilearn's float64): ReHo max |diff| "
+                 f"{results['repeats'][-1]['before_vs_after']['reho_max_abs_diff']:.3g} (Kendall's W, 0-1), parcels "
+                 f"max |diff| {results['repeats'][-1]['before_vs_after']['parcels_max_abs_diff']:.3g}."
+                 if "before_vs_after" in results["repeats"][-1] else ""),
               f"Goal ({results['goal']}): fused {s['fused']['x_load']}x load, {s['fused']['peak_rss_mb']:,} MB; "
               f"per_scan {s['per_scan']['x_load']}x load."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -319,6 +337,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workdir", default="", help="where to build the subject (reused if there)")
     ap.add_argument("--out", default="")
+    ap.add_argument("--before-src", default="", help="src/ of rviflow before #19: its per-scan chain as 'before'")
     args = ap.parse_args(argv)
     results = run(args)
     out = Path(args.out or REPO / "benchmarks" / "results" / ("bench_subject_quick" if args.quick else "bench_subject"))

@@ -270,7 +270,7 @@ def test_write_fault_fails_the_job_with_one_line(write_faults, sub, error):
     rc, log, out, left = write_faults
     assert rc != 0 and "Traceback" not in log, log[-3000:]
     lines = [ln for ln in log.splitlines() if ln.startswith("rviflow ") and f" {sub}:" in ln]
-    name = f"{sub}_task-rest_space-{SPACE}_desc-denoised_bold.nii.gz"
+    name = f"{sub}_task-rest_space-{SPACE}_desc-denoised_bold.nii"  # temporary: uncompressed
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"rviflow denoise: {sub}: cannot write ") and name in lines[0] and \
         lines[0].endswith(error), lines[0]

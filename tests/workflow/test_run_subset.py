@@ -77,6 +77,19 @@ def subset_runs(tmp_path_factory):
     return runs
 
 
+def planned_jobs(dry_run: str) -> set[tuple[str, str]]:
+    """(rule, wildcards or '') of every job a dry run lists; per-scan jobs are listed inside their
+    (indented) SLURM group blocks, so each "rule X:" line starts a job wherever it is."""
+    jobs, current = [], None
+    for line in dry_run.splitlines():
+        if (m := re.match(r"^\s*(?:local)?rule (\w+):$", line)):
+            current = [m.group(1), ""]
+            jobs.append(current)
+        elif current and (m := re.match(r"^\s+wildcards: (.*)$", line)):
+            current[1] = m.group(1)
+    return {tuple(j) for j in jobs}
+
+
 def _per_scan_jobs(jobs):
     return {(rule, re.search(r"sub-\d+", w).group(0)) for rule, w in jobs if rule in PER_SCAN}
 
@@ -84,8 +97,7 @@ def _per_scan_jobs(jobs):
 def test_dry_run_shows_exactly_what_the_run_runs(subset_runs):
     dry, first = subset_runs["dry"], subset_runs["first"]
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
-    planned = {(m.group(1), (re.search(r"wildcards: (.*)", m.group(2)) or [None, ""])[1])
-               for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", dry.stdout + dry.stderr, re.M)}
+    planned = planned_jobs(dry.stdout + dry.stderr)
     ran = finished_jobs(full_log(first.stdout + first.stderr))
     assert planned == ran
     assert _per_scan_jobs(ran) == {(r, f"sub-00{i}") for r in PER_SCAN for i in (1, 2, 3, 4)}

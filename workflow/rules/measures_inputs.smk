@@ -20,7 +20,9 @@ BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES}
 
 
 def series_path(spec, ext, key="{scan}"):
-    """The BOLD series (``ext`` .nii.gz) or its sidecar (.json) a measure reads."""
+    """The BOLD series (``ext`` .nii.gz: .nii when temporary, SERIES_EXT in reho.smk) or its
+    sidecar (.json) a measure reads."""
+    ext = SERIES_EXT[spec.chain[0]] if ext == ".nii.gz" else ext
     return out_path(SERIES[spec.chain[0]][0], "bold", ext, scan=key)
 
 

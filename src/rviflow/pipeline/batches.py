@@ -128,10 +128,10 @@ def _step_outputs(kwargs: dict, removed: set[str]) -> list[str]:
 
 
 def _same_parameters(options: dict, recorded: dict) -> bool:
-    """Every option the sidecar records (under its name, or a name it starts, e.g.
+    """Every option the sidecar records (under its name; else under a longer name it starts, e.g.
     smoothing_fwhm -> smoothing_fwhm_mreho_zreho) has the planned value."""
     for key, value in options.items():
-        names = [n for n in recorded if n == key or n.startswith(key + "_")]
+        names = [key] if key in recorded else [n for n in recorded if n.startswith(key + "_")]
         if any(recorded[n] != value and not (isinstance(value, (list, tuple)) and list(recorded[n]) == list(value))
                for n in names):
             return False

@@ -32,7 +32,11 @@ def _save_maps(maps, mask_path: str, mask: np.ndarray, affine: np.ndarray, heade
 
 
 def _sidecar(path: str) -> str:
-    return path.replace(".nii.gz", ".json").replace(".tsv", ".json")
+    """The JSON beside a .nii.gz, .nii (an uncompressed temporary series) or .tsv output."""
+    for ext in (".nii.gz", ".nii", ".tsv"):
+        if path.endswith(ext):
+            return path[: -len(ext)] + ".json"
+    return path
 
 
 class _DenoiseInputSpec(BaseInterfaceInputSpec):
