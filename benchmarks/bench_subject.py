@@ -160,7 +160,8 @@ def child(code: str, *args, threads: int = 2, src: str | Path = REPO / "src") ->
                 peak_rss_mb=round(usage.ru_maxrss / 1024))
 
 
-def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: str = ".nii") -> list[dict]:
+def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: str = ".nii", before: bool = False
+                 ) -> list[dict]:
     """rviflow's per-scan steps for the subject, as rviflow.pipeline.batches plans them (measures.smk)."""
     from rviflow.measures.registry import REGISTRY, step_options
 
@@ -174,7 +175,8 @@ def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: st
     return [
         dict(step="denoise", ref="rviflow.pipeline.steps:denoise_step", kwargs=dict(
             bold=paths["bold"], mask=paths["mask"], out_bold=denoised["bold"], out_json=denoised["json"],
-            work_dir=str(out / "work" / "denoise"), options={}, log=str(out / "logs" / "denoise.log"), **common)),
+            work_dir=str(out / "work" / "denoise"), options={}, log=str(out / "logs" / "denoise.log"), **common,
+            **({} if before else {"threads": 2}))),
         dict(step="reho", ref="rviflow.pipeline.steps:reho_step", kwargs=dict(
             bold=denoised["bold"], bold_json=denoised["json"], mask=paths["mask"], outputs=outs,
             work_dir=str(out / "work" / "reho"), options=reho_options, threads=2,
@@ -238,7 +240,7 @@ def run(args) -> dict:
             "parcels": child(PLAIN_PARCELS, plain / "reho.nii.gz", atlas, plain / "parcels.txt"),
         }
         if args.before_src:
-            old = chain_kwargs(paths, root / f"before{rep}", atlas, labels, ".nii.gz")
+            old = chain_kwargs(paths, root / f"before{rep}", atlas, labels, ".nii.gz", before=True)
             r["before"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"]), src=args.before_src) for s in old}
         steps = chain_kwargs(paths, root / f"per_scan{rep}", atlas, labels)
         r["per_scan"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"])) for s in steps}

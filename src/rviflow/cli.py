@@ -74,7 +74,7 @@ def _with_progress(cmd: list[str], env: dict, fd: int, output_dir) -> int:
     from rviflow.pipeline.progress import Progress, follow, log_file
 
     log = log_file(output_dir)
-    print(f"rviflow: Snakemake's full log: {log}", flush=True)
+    print(f"rviflow: Snakemake's full log: {log}", file=sys.stderr, flush=True)
     progress = Progress(log)
     proc = subprocess.Popen(cmd, env=env, pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)
@@ -83,7 +83,8 @@ def _with_progress(cmd: list[str], env: dict, fd: int, output_dir) -> int:
     finally:
         progress.close()
     state = "finished" if rc == 0 else f"stopped (exit code {rc})"
-    print(f"rviflow: {state}: {progress.status_line(final=True)}; Snakemake's full log: {log}", flush=True)
+    print(f"rviflow: {state}: {progress.status_line(final=True)}; Snakemake's full log: {log}", file=sys.stderr,
+          flush=True)
     return rc
 
 

@@ -49,8 +49,14 @@ def _start(cfg: Path, cwd: Path, log: Path, prefix: tuple[str, ...] = ()) -> sub
 
 
 def _finish(proc: subprocess.Popen, log: Path, timeout: int = 900) -> str:
+    """The run's Snakemake log (the file `rviflow run` names; its console shows progress lines)
+    with the console lines of `rviflow run` itself (lock messages)."""
     proc.wait(timeout=timeout)
-    return log.read_text()
+    console = log.read_text()
+    full = re.search(r"Snakemake's full log: (\S+)", console)
+    assert full, console[-3000:]
+    own = [ln for ln in console.splitlines() if ln.startswith("rviflow run:")]
+    return Path(full.group(1)).read_text() + "\n".join(own) + "\n"
 
 
 def _job_scripts(pgid: int) -> set[str]:

@@ -22,6 +22,7 @@ for _src in ["denoise"] + (["regress"] if any(m.chain[0] == "regress" for m in G
             options=SERIES[_src][1],
             work_dir=work_dir(_src),
             on_error=config["on_subject_error"],
+        threads: 2
         log:
             log_path(_src),
         resources:

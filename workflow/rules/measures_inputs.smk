@@ -62,7 +62,8 @@ def measure_chain(step, key):
     src = spec.chain[0]
     steps = [dict(step="denoise", kwargs=dict(bold=s.bold, mask=s.mask, out_bold=series["bold"],
                                               out_json=series["json"], work_dir=work_dir(src, key),
-                                              options=SERIES[src][1], log=log_path(src, key), **common)),
+                                              options=SERIES[src][1], log=log_path(src, key), threads=spec.threads,
+                                              **common)),
              dict(step="measure" if spec.compute else step, kwargs=dict(
                  bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
                  options=step_options(spec, config[spec.config_section]), threads=spec.threads,

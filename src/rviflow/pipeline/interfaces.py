@@ -54,6 +54,7 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     low_pass = traits.Either(None, traits.Float, default=0.08, usedefault=True)
     min_timepoints = traits.Int(50, usedefault=True)
     out_file = traits.Str(mandatory=True, desc="output path of the denoised BOLD")
+    threads = traits.Int(1, usedefault=True, desc="threads of the cleaning product (same result whatever the count)")
     in_memory = traits.Bool(False, usedefault=True, desc="hold the series in this process under out_file "
                             "(rviflow.preprocess.denoise.hold_series) instead of writing it: a fused chain's intermediate")
 
@@ -77,7 +78,7 @@ class DenoiseBold(SimpleInterface):
                       scrub=i.scrub, fd_threshold=i.fd_threshold, std_dvars_threshold=i.std_dvars_threshold,
                       scrub_min_segment=i.scrub_min_segment, high_pass=i.high_pass, low_pass=i.low_pass,
                       min_timepoints=i.min_timepoints)
-        img, qc = denoise_bold(i.bold_file, i.mask_file, **params)
+        img, qc = denoise_bold(i.bold_file, i.mask_file, threads=int(i.threads), **params)
         if i.in_memory:
             from rviflow.preprocess.denoise import hold_series
 

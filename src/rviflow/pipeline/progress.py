@@ -2,7 +2,8 @@
 
 ``rviflow run`` / ``rviflow demo`` start snakemake with its output piped through
 :class:`Progress`: every line goes to the log file (``<output_dir>/logs/rviflow_run-<time>.log``,
-its path printed at the start and the end), and the console gets
+its path printed at the start and the end), and the console (stderr, where Snakemake
+writes) gets
 
 - one status line: jobs done / total, failed subjects so far, elapsed and estimated remaining
   time; on a terminal it is rewritten in place, otherwise (CI, a pipe, a file) a plain line is
@@ -59,7 +60,7 @@ class Progress:
         self.log_path = Path(log)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a", buffering=1)
-        self.console = console or sys.stdout
+        self.console = console or sys.stderr
         self.tty = self.console.isatty() if tty is None else tty
         self.clock = clock
         self.start = clock()
