@@ -15,7 +15,7 @@ directory is listed a bounded number of times (not once per subject).
     .venv/bin/python benchmarks/bench_dag.py --batch-size 0 --out benchmarks/results/bench_dag_per_scan
 
 The default runs the shipped config as it is (``batch_size: auto``: one job per step per scan
-below 2,000 scans of a chain, batches of 100 above): one job per step per scan costs Snakemake a
+below 1,000 scans of a chain, batches of 100 above): one job per step per scan costs Snakemake a
 few ms per job to plan (77,518 jobs for 15,501 subjects: minutes; see
 results/bench_dag_per_scan*.md). ``--batch-size N`` sets it instead.
 
@@ -41,7 +41,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 SPACE = "MNI152NLin2009cAsym"
-SIZES = (100, 1000, 5000, 15501)
+SIZES = (100, 999, 1000, 5000, 15501)
 
 
 def make_cohort(root: Path, n: int, asl: bool) -> tuple[Path, Path]:
@@ -86,7 +86,7 @@ def dry_run(root: Path, bids: Path, fmriprep: Path, batch_size: int | None = Non
         settings["batch_size"] = batch_size
     cfg.write_text(yaml.safe_dump(settings))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(cfg),
-           "--directory", str(root), "--dry-run", "--quiet", "rules", "progress", "host", "--cores", "1"]
+           "--directory", str(root), "--dry-run", "--quiet", "rules", "host", "--cores", "1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, NIPYPE_NO_ET="1"))
@@ -184,7 +184,7 @@ def write(rows, info, args):
         f"snakemake {info['snakemake']} · load average at start {info['loadavg_start'][0]:.1f} "
         f"(shared machine: wall times include other jobs' load)", "",
         f"Empty placeholder files with real BIDS names ({'BOLD + ASL' if not args.no_asl else 'BOLD only'}); "
-        + (f"default config (batch_size: auto: per-scan jobs below 2,000 scans of a chain, batches of 100 above); "
+        + (f"default config (batch_size: auto: per-scan jobs below 1,000 scans of a chain, batches of 100 above); "
            if args.batch_size is None else f"default config with batch_size: {args.batch_size} "
            f"({'one job per step per scan' if not args.batch_size else f'{args.batch_size} scans per batch job'}); ")
         + "`snakemake --dry-run` in a fresh process per size.", "",

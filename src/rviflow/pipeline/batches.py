@@ -35,7 +35,7 @@ STEPS = {"denoise": denoise_step, "parcellate": parcellate_step, "measure": meas
          **{REGISTRY[m].chain[-2]: resolve(REGISTRY[m].step) for m in WIRED}}
 
 
-def batch_size_for(batch_size: int | str, n_scans: int, manifest: str | Path, min_scans: int = 2000,
+def batch_size_for(batch_size: int | str, n_scans: int, manifest: str | Path, min_scans: int = 1000,
                    size: int = 100) -> int:
     """Scans per batch job of a chain (0: one job per step per scan).
 
