@@ -140,7 +140,7 @@ def _same_parameters(options: dict, recorded: dict) -> bool:
 
 def finished(scan: dict, removed: set[str] = frozenset()) -> bool:
     """True when every step of ``scan`` (a run_batch plan entry) has all its outputs, its JSON
-    sidecars say ``status: ok`` with the planned parameters (``options``), and no input file is
+    sidecars say ``status: ok`` with the planned parameters (``options``; parcels: the atlas), and no input file is
     newer than the oldest output: such a scan (e.g. done by a per-scan job before ``batch_size:
     auto`` switched to batches) is kept rather than recomputed. Temporary intermediates
     (``removed``) need not exist."""
@@ -157,6 +157,8 @@ def finished(scan: dict, removed: set[str] = frozenset()) -> bool:
                 return False
             if rec.get("status") != "ok" or not _same_parameters(kw.get("options") or {}, rec.get("Parameters") or {}):
                 return False
+            if "atlas_image" in kw and rec.get("Atlas", kw["atlas_image"]) != kw["atlas_image"]:
+                return False  # parcels of another atlas (config atlas.image changed)
         outputs += outs
         inputs += [kw[k] for k in _INPUT_KEYS if isinstance(kw.get(k), str) and kw[k] not in removed]
     newest_input = max((os.path.getmtime(i) for i in inputs if os.path.exists(i)), default=0.0)
