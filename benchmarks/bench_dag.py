@@ -10,13 +10,14 @@ taken from the kernel (wait4). Input discovery (rviflow.io.bids.discover_scans) 
 this process, counting os.scandir calls against the number of directories, to check that each
 directory is listed a bounded number of times (not once per subject).
 
-    .venv/bin/python benchmarks/bench_dag.py                        # all sizes, batch mode (100 per job)
+    .venv/bin/python benchmarks/bench_dag.py                        # all sizes, the default config
     .venv/bin/python benchmarks/bench_dag.py --sizes 100 1000       # quick
     .venv/bin/python benchmarks/bench_dag.py --batch-size 0 --out benchmarks/results/bench_dag_per_scan
 
-The default is batch mode (config ``batch_size: 100``), the setting for cohorts of thousands:
-one job per step per scan costs Snakemake a few ms per job to plan (77,518 jobs for 15,501
-subjects: ~6 minutes; see results/bench_dag_per_scan*.md).
+The default runs the shipped config as it is (``batch_size: auto``: one job per step per scan
+below 1,000 scans of a chain, batches of 100 above): one job per step per scan costs Snakemake a
+few ms per job to plan (77,518 jobs for 15,501 subjects: minutes; see
+results/bench_dag_per_scan*.md). ``--batch-size N`` sets it instead.
 
 Goal: 15,501 subjects in under 60 s, near-linear growth. Results (JSON + Markdown, with machine
 info) go to benchmarks/results/bench_dag.{json,md}.
@@ -40,7 +41,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 SPACE = "MNI152NLin2009cAsym"
-SIZES = (100, 1000, 5000, 15501)
+SIZES = (100, 999, 1000, 5000, 15501)
 
 
 def make_cohort(root: Path, n: int, asl: bool) -> tuple[Path, Path]:
@@ -75,13 +76,17 @@ def make_cohort(root: Path, n: int, asl: bool) -> tuple[Path, Path]:
     return bids, fmriprep
 
 
-def dry_run(root: Path, bids: Path, fmriprep: Path, batch_size: int = 0) -> dict:
-    """A fresh ``snakemake --dry-run``: wall seconds, peak RSS (MB), jobs per rule."""
+def dry_run(root: Path, bids: Path, fmriprep: Path, batch_size: int | None = None) -> dict:
+    """A fresh ``snakemake --dry-run``: wall seconds, peak RSS (MB), jobs per rule. ``batch_size``
+    None: the config's default (auto)."""
     cfg = root / "config.yaml"
-    cfg.write_text(yaml.safe_dump(dict(bids_dir=str(bids), fmriprep_dir=str(fmriprep), output_dir=str(root / "out"),
-                                       task="rest", space=SPACE, batch_size=batch_size)))
+    settings = dict(bids_dir=str(bids), fmriprep_dir=str(fmriprep), output_dir=str(root / "out"), task="rest",
+                    space=SPACE)
+    if batch_size is not None:
+        settings["batch_size"] = batch_size
+    cfg.write_text(yaml.safe_dump(settings))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile", str(cfg),
-           "--directory", str(root), "--dry-run", "--quiet", "rules", "progress", "host", "--cores", "1"]
+           "--directory", str(root), "--dry-run", "--quiet", "rules", "host", "--cores", "1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, NIPYPE_NO_ET="1"))
@@ -135,8 +140,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--no-asl", action="store_true", help="BOLD only (no CBF chain in the DAG)")
-    ap.add_argument("--batch-size", type=int, default=100,
-                    help="config batch_size (0 = one job per step per scan; default 100, as recommended at scale)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="config batch_size (0 = one job per step per scan; default: the config's default, auto)")
     ap.add_argument("--workdir", default="", help="where to build the placeholder trees (default: a temp dir)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_dag"))
     args = ap.parse_args(argv)
@@ -167,7 +172,8 @@ def write(rows, info, args):
         r["growth_vs_smallest"] = dict(subjects=round(r["subjects"] / base["subjects"], 1),
                                        time=round(r["dry_run"]["wall_s"] / base["dry_run"]["wall_s"], 1))
     largest = rows[-1]
-    result = dict(machine=info, asl=not args.no_asl, batch_size=args.batch_size, goal="15,501 subjects < 60 s, near-linear", results=rows,
+    result = dict(machine=info, asl=not args.no_asl, batch_size="auto (default config)" if args.batch_size is None
+                  else args.batch_size, goal="15,501 subjects < 60 s, near-linear", results=rows,
                   goal_met=bool(largest["subjects"] >= 15501 and largest["dry_run"]["wall_s"] < 60))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +184,10 @@ def write(rows, info, args):
         f"snakemake {info['snakemake']} · load average at start {info['loadavg_start'][0]:.1f} "
         f"(shared machine: wall times include other jobs' load)", "",
         f"Empty placeholder files with real BIDS names ({'BOLD + ASL' if not args.no_asl else 'BOLD only'}); "
-        f"default config with batch_size: {args.batch_size} "
-        f"({'one job per step per scan' if not args.batch_size else f'{args.batch_size} scans per batch job'}); "
-        "`snakemake --dry-run` in a fresh process per size.", "",
+        + (f"default config (batch_size: auto: per-scan jobs below 1,000 scans of a chain, batches of 100 above); "
+           if args.batch_size is None else f"default config with batch_size: {args.batch_size} "
+           f"({'one job per step per scan' if not args.batch_size else f'{args.batch_size} scans per batch job'}); ")
+        + "`snakemake --dry-run` in a fresh process per size.", "",
         "| subjects | jobs | dry run s (wall) | CPU s | wall s / 1,000 subj. | peak RSS MB | discovery s | max listings / dir |",
         "|---|---|---|---|---|---|---|---|",
     ]

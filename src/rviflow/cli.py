@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,12 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
     env = dict(os.environ, NIPYPE_NO_ET="1")
     if output_dir is None or any(a in DRY_RUN for a in args):
         return _wait(subprocess.Popen(cmd + args, env=env))
+    return _locked_run(cmd, args, env, workdir, output_dir)
+
+
+def _locked_run(cmd: list[str], args: list[str], env: dict, workdir, output_dir) -> int:
+    """The run itself, holding rviflow's lock on ``output_dir``, its output through the progress
+    display (rviflow.pipeline.progress) with Snakemake's full log in <output_dir>/logs/rviflow_run-*.log."""
     from rviflow.pipeline.runlock import RunLockError, hold, release, stale_snakemake_lock
 
     created = not Path(output_dir).exists()
@@ -63,9 +70,28 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
             print(f"rviflow run: clearing the Snakemake lock a stopped run left in {Path(wd).resolve()}/.snakemake",
                   file=sys.stderr)
             _wait(subprocess.Popen(cmd + args + ["--unlock"], env=env))
-        return _wait(subprocess.Popen(cmd + args, env=env, pass_fds=(fd,)))
+        return _with_progress(cmd + args, env, fd, output_dir)
     finally:
         release(fd, output_dir, created)
+
+
+def _with_progress(cmd: list[str], env: dict, fd: int, output_dir) -> int:
+    """snakemake with its merged output piped through :class:`rviflow.pipeline.progress.Progress`."""
+    from rviflow.pipeline.progress import Progress, follow, log_file
+
+    log = log_file(output_dir)
+    print(f"rviflow: Snakemake's full log: {log}", file=sys.stderr, flush=True)
+    progress = Progress(log)
+    proc = subprocess.Popen(cmd, env=env, pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    try:
+        rc = follow(proc, progress)
+    finally:
+        progress.close()
+    state = "finished" if rc == 0 else f"stopped (exit code {rc})"
+    print(f"rviflow: {state}: {progress.status_line(final=True)}; Snakemake's full log: {log}", file=sys.stderr,
+          flush=True)
+    return rc
 
 
 def _wait(proc: subprocess.Popen) -> int:
@@ -173,7 +199,27 @@ def cmd_demo(a) -> int:
     return rc
 
 
+def with_participant_label(args: list[str], labels: list[str] | None) -> list[str]:
+    """snakemake arguments setting config participant_label (BIDS-App ``--participant-label``):
+    "001" and "sub-001" both name sub-001. Added to the user's own ``--config`` items if any
+    (a second --config would replace them)."""
+    if not labels:
+        return list(args)
+    bad = [lab for lab in labels if not re.fullmatch(r"(sub-)?[A-Za-z0-9]+", lab)]
+    if bad:
+        raise SystemExit(f"rviflow run: --participant-label {bad[0]!r} is not a BIDS subject label "
+                         "(letters and digits, optionally with sub-)")
+    subs = sorted({lab if lab.startswith("sub-") else f"sub-{lab}" for lab in labels})
+    item = "participant_label=[" + ",".join(f'"{sub}"' for sub in subs) + "]"
+    args = list(args)
+    for i, a in enumerate(args):
+        if a in ("--config", "-C"):
+            return args[:i + 1] + [item] + args[i + 1:]
+    return args + ["--config", item]
+
+
 def cmd_run(a, rest: list[str]) -> int:
+    rest = with_participant_label(rest, a.participant_label)
     return run_snakemake(["--configfile", a.configfile, *rest], output_dir=output_dir_of(a.configfile, rest))
 
 
@@ -274,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("run", help="run the pipeline: rviflow run --configfile FILE [snakemake args]")
     r.add_argument("--configfile", required=True)
+    r.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                   help="only these subjects' per-scan jobs (001 or sub-001; config participant_label); the "
+                        "cohort stage runs on every subject with finished outputs. Add -n to see what will run")
 
     h = sub.add_parser("reho", help="raw ReHo (Kendall's W) of one 4-D image, like AFNI 3dReHo")
     h.add_argument("bold")

@@ -209,7 +209,7 @@ def test_planted_alff_effect_is_recovered(alff_runs):
     side = json.loads(sides[0].read_text())
     assert side["status"] == "ok" and side["Parameters"]["band_hz"] == [0.01, 0.08]
     assert side["QC"]["n_band_bins"] == 15  # 100 volumes, TR 2 s: 0.01-0.08 Hz in 0.005 Hz steps
-    assert not list(out.rglob("*_desc-regressed_bold.nii.gz"))  # a temp file
+    assert not list(out.rglob("*_desc-regressed_bold.nii*"))  # a temp file
     qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
     assert {"regress", "alff", "parcellate_alff", "parcellate_falff"} <= set(qc["step"])
     html = (out / "report" / "rviflow_report.html").read_text()

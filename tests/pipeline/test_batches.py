@@ -125,7 +125,7 @@ def test_batch_mode_outputs_equal_the_per_scan_mode(batch_runs):
     compared = assert_same_outputs(batch_runs["scan"], batch_runs["batch"])
     assert {"group/parcels_reho.tsv", "group/parcels_cbf.tsv", "group/qc.tsv"} <= compared
     assert sum(f.endswith("_desc-reho_bold.nii.gz") for f in compared) == 8
-    assert not list(batch_runs["batch"].rglob("*_desc-denoised_bold.nii.gz"))  # temp, as per scan
+    assert not list(batch_runs["batch"].rglob("*_desc-denoised_bold.nii*"))  # temp, as per scan
     table = pd.read_csv(batch_runs["batch"] / "group" / "parcels_reho.tsv", sep="\t")
     assert len(table) == 7 and BAD not in set(table["participant_id"])  # the bad subject: not in the table
 
@@ -149,3 +149,40 @@ def test_new_subjects_run_only_a_new_batch(batch_runs):
     assert batch_runs["untouched"], "files of subjects already done were rewritten"
     record = pd.read_csv(batch_runs["batch"] / "work" / "batches" / "reho" / "batch-00002.tsv", sep="\t")
     assert list(record["participant_id"]) == list(NEW) and set(record["status"]) == {"ok"}
+
+
+def test_a_finished_scan_is_kept_only_when_complete_current_and_same_parameters(tmp_path):
+    """rviflow.pipeline.batches.finished: the check batch_size auto relies on when it switches."""
+    import json
+    import os
+
+    from rviflow.pipeline.batches import finished
+
+    bold, series = tmp_path / "bold.nii.gz", tmp_path / "denoised.nii"
+    bold.write_text("x")
+    side = tmp_path / "denoised.json"
+    reho, reho_json = tmp_path / "reho.nii.gz", tmp_path / "reho.json"
+    reho.write_text("x")
+    side.write_text(json.dumps({"status": "ok", "Parameters": {"scrub": False, "scrub_min_segment": 5}}))
+    reho_json.write_text(json.dumps({"status": "ok", "Parameters": {"neighbourhood": 27,
+                                                                    "smoothing_fwhm_mreho_zreho": 0.0}}))
+    os.utime(bold, (1, 1))
+    scan = dict(key="k", participant_id="sub-01", steps=[
+        dict(step="denoise", kwargs=dict(bold=str(bold), out_bold=str(series), out_json=str(side),
+                                         options={"scrub": False, "scrub_min_segment": 5})),
+        dict(step="reho", kwargs=dict(bold=str(series), outputs={"reho": str(reho), "json": str(reho_json)},
+                                      options={"neighbourhood": 27, "smoothing_fwhm": 0}))])
+    assert finished(scan, {str(series)})  # the temporary series need not exist
+    assert not finished(scan)  # ... unless it is a kept output
+    changed = json.loads(json.dumps(scan))
+    changed["steps"][1]["kwargs"]["options"]["smoothing_fwhm"] = 4.0  # a renamed parameter differs
+    assert not finished(changed, {str(series)})
+    changed = json.loads(json.dumps(scan))
+    changed["steps"][1]["kwargs"]["options"]["neighbourhood"] = 7
+    assert not finished(changed, {str(series)})
+    os.utime(bold)  # input newer than the outputs
+    os.utime(side, (2, 2))
+    assert not finished(scan, {str(series)})
+    os.utime(bold, (1, 1))
+    reho_json.write_text(json.dumps({"status": "failed", "reason": "x"}))
+    assert not finished(scan, {str(series)})

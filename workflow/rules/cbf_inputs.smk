@@ -27,13 +27,16 @@ def _cbf_inputs():
 
 
 CBF_INPUTS = _cbf_inputs()
-CBF_BATCHES = batches_of("cbf", CBF_INPUTS)  # {} unless batch_size > 0 (rules in batch.smk)
 CBF_MEASURES = {"absolute": "cbf", "relative": "rcbf"}
 CBF_ANALYSED = [CBF_MEASURES[a] for a in (["relative"] if CBF["source"] == "spect" else CBF["analyse"])] or ["cbf"]
+CBF_INPUTS = subset_scans(CBF_INPUTS, lambda k: all(os.path.exists(out_path(d, s, e, scan=k)) for d, s, e in (
+    [(m, "parcels", ext) for m in CBF_ANALYSED for ext in (".tsv", ".json")] + [("mean", "cbf", ".json")])),
+    "CBF")  # participant_label: the selected subjects' series and the others' finished ones (common.smk)
+CBF_BATCHES = batches_of("cbf", CBF_INPUTS)  # {} unless batch_size > 0 (rules in batch.smk)
 
 
 wildcard_constraints:
-    aslscan=r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?/perf/sub-[a-zA-Z0-9]+[a-zA-Z0-9_-]*",
+    aslscan=rf"(?:{SUBJECT_RE})(/ses-[a-zA-Z0-9]+)?/perf/sub-[a-zA-Z0-9]+[a-zA-Z0-9_-]*",
 
 
 def cbf_path(desc, suffix, ext, key="{aslscan}"):

@@ -1,6 +1,7 @@
 # Inputs, participants and output naming. Discovery runs once at parse time through
 # rviflow.io.bids; every output path comes from out_path().
 import functools
+import re
 import time
 
 import pandas as pd
@@ -107,10 +108,44 @@ PARTICIPANTS_TSV = os.path.join(OUT, "group", "participants.tsv")
 #: SESSIONS: {participant_id: analysed session} (rviflow.io.scans.analysed_sessions); RES: res- of the outputs
 PARTICIPANTS, SCANS, DISCOVERY_QC, SESSIONS, RES = _load_cohort()
 ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atlas"]["labels"])
+#: participant_label (rviflow run --participant-label): only these subjects' per-scan jobs run;
+#: the per-scan wildcards match only them, and the cohort stage reads every other subject's
+#: finished outputs as plain files (scans of others with none are left out: subset_scans)
+LABELS = sorted({lab if lab.startswith("sub-") else f"sub-{lab}" for lab in config["participant_label"]})
+SUBJECT_RE = "|".join(re.escape(lab) for lab in LABELS) if LABELS else r"sub-[a-zA-Z0-9]+"
+
+
+def subset_scans(scans, finished, what):
+    """``scans`` ({key: scan}) of LABELS plus those of other subjects whose per-scan outputs are
+    finished (``finished(key)``); one line names what is left out and why."""
+    if not LABELS:
+        return scans
+    unknown = sorted(set(LABELS) - {s.participant_id for s in scans.values()})
+    if unknown and workflow.is_main_process and what == "BOLD":
+        print(f"rviflow: participant_label {', '.join(unknown)}: no usable {what} scan (see the lines above)",
+              file=sys.stderr)
+    kept = {k: s for k, s in scans.items() if s.participant_id in LABELS or finished(k)}
+    left = sorted({s.participant_id for k, s in scans.items() if k not in kept})
+    if left and workflow.is_main_process:
+        shown = ", ".join(left[:5]) + (f" ... ({len(left)} subjects)" if len(left) > 5 else "")
+        print(f"rviflow: participant_label: {shown}: no finished {what} outputs and not selected: not run, "
+              "left out of the cohort stage", file=sys.stderr)
+    return kept
+
+
+def _bold_finished(key):
+    """A scan's BOLD measures are finished: every file the cohort stage reads exists (parcels,
+    their sidecars, the step and series sidecars of each enabled BOLD measure)."""
+    series = {"denoise": "denoised", "regress": "regressed"}
+    specs = [REGISTRY["reho"]] + [g for g in GENERATED.values() if config.get(g.config_section, {}).get("enabled")]
+    files = [out_path(sp.name, "parcels", ext, scan=key) for sp in specs for ext in (".tsv", ".json")]
+    files += [out_path(sp.outputs["json"].desc, sp.outputs["json"].suffix, ".json", scan=key) for sp in specs]
+    files += [out_path(series[sp.chain[0]], "bold", ".json", scan=key) for sp in specs]
+    return all(os.path.exists(f) for f in files)
 
 
 wildcard_constraints:
-    scan=r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?/func/sub-[a-zA-Z0-9]+[a-zA-Z0-9_-]*",
+    scan=rf"(?:{SUBJECT_RE})(/ses-[a-zA-Z0-9]+)?/func/sub-[a-zA-Z0-9]+[a-zA-Z0-9_-]*",
     measure=r"[a-z][a-z0-9]*(_[a-z0-9]+)?",  # fc_<seed>: a family member
 
 
@@ -124,6 +159,9 @@ def _out_pattern(desc, suffix, ext):
     # rviflow.io.bids.derivative_path names every output; building it once per kind and filling
     # in the scan key is ~30x faster than a Path per file (250,000 of them at UK Biobank size)
     return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext, RES))
+
+
+SCANS = subset_scans(SCANS, _bold_finished, "BOLD")
 
 
 def group_path(name):
@@ -228,17 +266,21 @@ def cohort_runtime(base_min, min_per_scan):
 # jobs, not 77,500. Membership is stable across runs (a manifest under work/): new scans fill
 # new batches. Cohort rules then depend on the batches' records and get the per-scan files as
 # params (per_scan_files); in per-scan mode (batch_size 0) they depend on the files themselves.
+# batch_size auto (the default): per-scan jobs below batch_auto.min_scans scans of a chain, batches
+# of batch_auto.size at or above (rviflow.pipeline.batches.batch_size_for); participant_label: per-scan jobs.
 BATCH_SIZE = config["batch_size"]
 REHO_BATCHES, CBF_BATCHES = {}, {}  # set by reho.smk / cbf_inputs.smk in batch mode
 
 
 def batches_of(chain, keys):
     """{batch id: scan keys} of a chain (reho, cbf); {} in per-scan mode."""
-    from rviflow.pipeline.batches import assign_batches
+    from rviflow.pipeline.batches import assign_batches, batch_size_for
 
-    if not BATCH_SIZE or not keys:
+    manifest = os.path.join(OUT, "work", f"batches_{chain}.tsv")
+    size = 0 if LABELS else batch_size_for(BATCH_SIZE, len(keys), manifest, **config["batch_auto"])
+    if not size or not keys:
         return {}
-    return assign_batches(sorted(keys), os.path.join(OUT, "work", f"batches_{chain}.tsv"), BATCH_SIZE)
+    return assign_batches(sorted(keys), manifest, size)
 
 
 def batch_record(chain, batch="{batch}"):

@@ -15,14 +15,15 @@ for _src in ["denoise"] + (["regress"] if any(m.chain[0] == "regress" for m in G
             mask=lambda w: scan_of(w).mask,
             confounds=lambda w: scan_of(w).confounds,
         output:
-            bold=out_path(SERIES[_src][0], "bold", ".nii.gz") if _src == "denoise" and config["denoise"]["keep_denoised"]
-            else temp(out_path(SERIES[_src][0], "bold", ".nii.gz")),
+            bold=out_path(SERIES[_src][0], "bold", SERIES_EXT[_src]) if _src == "denoise" and config["denoise"][
+                "keep_denoised"] else temp(out_path(SERIES[_src][0], "bold", SERIES_EXT[_src])),
             json=out_path(SERIES[_src][0], "bold", ".json"),
         params:
             participant_id=lambda w: scan_of(w).participant_id,
             options=SERIES[_src][1],
             work_dir=work_dir(_src),
             on_error=config["on_subject_error"],
+        threads: 2
         log:
             log_path(_src),
         resources:

@@ -56,7 +56,9 @@ def batch_resources(step):
 
 
 def series_path(spec, ext, key="{scan}"):
-    """The BOLD series (``ext`` .nii.gz) or its sidecar (.json) a measure reads."""
+    """The BOLD series (``ext`` .nii.gz: .nii when temporary, SERIES_EXT in reho.smk) or its
+    sidecar (.json) a measure reads."""
+    ext = SERIES_EXT[spec.chain[0]] if ext == ".nii.gz" else ext
     return out_path(SERIES[spec.chain[0]][0], "bold", ext, scan=key)
 
 
@@ -118,7 +120,8 @@ def _measure_chain(step, key):
     src = spec.chain[0]
     steps = [dict(step="denoise", kwargs=dict(bold=s.bold, mask=s.mask, out_bold=series["bold"],
                                               out_json=series["json"], work_dir=work_dir(src, key),
-                                              options=SERIES[src][1], log=log_path(src, key), **common)),
+                                              options=SERIES[src][1], log=log_path(src, key), threads=spec.threads,
+                                              **common)),
              dict(step="measure" if spec.compute else step, kwargs=dict(
                  bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
                  options=gen_options(spec) if spec.compute else step_options(spec, config[spec.config_section]),

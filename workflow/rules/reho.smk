@@ -3,11 +3,15 @@
 MEASURES.append("reho")
 REHO_BATCHES = batches_of("reho", SCANS)  # {} unless batch_size > 0 (rules in batch.smk)
 REHO_OPTIONS = {k: config["reho"][k] for k in ("neighbourhood", "tie_correction", "smoothing_fwhm")}
+#: file extension of the BOLD series measures read: a temporary series (keep_denoised: false; the
+#: regressed one always) is written uncompressed, gzip costing more than the rest of denoising
+#: (benchmarks/results/bench_subject.md); batch jobs keep it in memory instead
+SERIES_EXT = {"denoise": ".nii.gz" if config["denoise"]["keep_denoised"] else ".nii", "regress": ".nii"}
 
 
 rule reho:
     input:
-        bold=out_path("denoised", "bold", ".nii.gz"),
+        bold=out_path("denoised", "bold", SERIES_EXT["denoise"]),
         bold_json=out_path("denoised", "bold", ".json"),
         mask=lambda w: scan_of(w).mask,
     output:

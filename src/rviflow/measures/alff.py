@@ -133,7 +133,7 @@ def compute_alff(bold_file: str, mask_file: str, outputs: dict[str, str], thread
     mask = load_mask(mask_file, img.shape, img.affine)
     tr = repetition_time(bold_file, img)
     # censored volumes are dropped from the series: its FFT would treat the gaps as contiguous
-    side = Path(str(bold_file).replace(".nii.gz", ".json"))
+    side = Path(str(bold_file).replace(".nii.gz", ".json").replace(".nii", ".json"))  # .nii: a temporary series
     qc_in = read_json(side).get("QC", {}) if side.exists() else {}
     if qc_in.get("n_volumes_kept", 0) < qc_in.get("n_volumes", 0):
         raise InputError(f"{qc_in['n_volumes'] - qc_in['n_volumes_kept']} volumes were censored (denoise.scrub); "

@@ -32,7 +32,11 @@ def _save_maps(maps, mask_path: str, mask: np.ndarray, affine: np.ndarray, heade
 
 
 def _sidecar(path: str) -> str:
-    return path.replace(".nii.gz", ".json").replace(".tsv", ".json")
+    """The JSON beside a .nii.gz, .nii (an uncompressed temporary series) or .tsv output."""
+    for ext in (".nii.gz", ".nii", ".tsv"):
+        if path.endswith(ext):
+            return path[: -len(ext)] + ".json"
+    return path
 
 
 class _DenoiseInputSpec(BaseInterfaceInputSpec):
@@ -51,12 +55,15 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     low_pass = traits.Either(None, traits.Float, mandatory=True)
     min_timepoints = traits.Int(mandatory=True)
     out_file = traits.Str(mandatory=True, desc="output path of the denoised BOLD")
+    threads = traits.Int(1, usedefault=True, desc="threads of the cleaning product (same result whatever the count)")
+    in_memory = traits.Bool(False, usedefault=True, desc="hold the series in this process under out_file "
+                            "(rviflow.preprocess.denoise.hold_series) instead of writing it: a fused chain's intermediate")
 
 
 class _FileWithSidecar(TraitedSpec):
     """Outputs of a step writing one file and its JSON sidecar (denoise, parcellate)."""
 
-    out_file = File(exists=True)
+    out_file = traits.Str(desc="the written file (denoise with in_memory: the path its series is held under)")
     out_json = File(exists=True)
 
 
@@ -74,8 +81,13 @@ class DenoiseBold(SimpleInterface):
                       scrub=i.scrub, fd_threshold=i.fd_threshold, std_dvars_threshold=i.std_dvars_threshold,
                       scrub_min_segment=i.scrub_min_segment, high_pass=i.high_pass, low_pass=i.low_pass,
                       min_timepoints=i.min_timepoints)
-        img, qc = denoise_bold(i.bold_file, i.mask_file, **params)
-        save_nifti(img, i.out_file)
+        img, qc = denoise_bold(i.bold_file, i.mask_file, threads=int(i.threads), **params)
+        if i.in_memory:
+            from rviflow.preprocess.denoise import hold_series
+
+            hold_series(i.out_file, img)
+        else:
+            save_nifti(img, i.out_file)
         side = _sidecar(i.out_file)
         write_json(side, dict(status="ok", Sources=[i.bold_file], RepetitionTime=qc["tr_s"],
                               Parameters=params, QC=qc, SoftwareVersions=software_versions()))
@@ -84,7 +96,7 @@ class DenoiseBold(SimpleInterface):
 
 
 class _ReHoInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="4-D time series")
+    in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds in memory under that path: rviflow.preprocess.denoise.hold_series)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     # the config's reho section (defaults in the config schema only)
     neighbourhood = traits.Enum(27, 19, 7, mandatory=True)
@@ -259,7 +271,8 @@ class QuantifyCBF(SimpleInterface):
 
 class _MeasureInputSpec(BaseInterfaceInputSpec):
     measure = traits.Str(mandatory=True, desc="a measure of rviflow.measures.registry.REGISTRY")
-    in_file = File(exists=True, mandatory=True, desc="4-D time series")
+    in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds "
+                         "in memory under that path: rviflow.preprocess.denoise.hold_series)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     outputs = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="output key -> path (the spec's outputs)")
     options = traits.Dict(mandatory=True, desc="keyword arguments of the measure's compute function")

