@@ -12,7 +12,8 @@ with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as
         steps = {k.removesuffix("_json"): list(v) for k, v in files.items() if k not in ("tsv", "json") and len(v)}
         step = sm.params.get("parcellate_step", "parcellate")
         scans, qc = gather_parcels(list(files["tsv"]), list(files["json"]), steps, step)
-        table, combined = combine_parcels(scans, sm.params.get("combine_runs", "mean"), f"combine_{sm.rule.removeprefix('collect_')}")
+        table, combined = combine_parcels(scans, sm.params.get("combine_runs", "mean"), f"combine_{sm.rule.removeprefix('collect_')}",
+                                          sm.params.get("baseline_session", ""))
         if "scans" in sm.output.keys():
             write_tsv(scans, sm.output.scans)
         write_tsv(table, sm.output.table)

@@ -6,4 +6,4 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:
     if go:
         run_import_table(sm.input.table, sm.wildcards.measure, sm.input.participants, sm.output.table, sm.output.qc,
-                         sm.log[0])
+                         sm.log[0], session=sm.params.get("session", ""))

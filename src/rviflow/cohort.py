@@ -84,11 +84,16 @@ def gather_parcels(
     return table, qc
 
 
-def combine_parcels(scans: pd.DataFrame, rule: str, step: str) -> tuple[pd.DataFrame, list[dict]]:
+def combine_parcels(scans: pd.DataFrame, rule: str, step: str, session: str = "") -> tuple[pd.DataFrame, list[dict]]:
     """Subject table (participant_id, session, regions) from the scan-level table of
     :func:`gather_parcels` by :func:`rviflow.scans.combine_scans`, and a QC row per subject
-    (step ``step``) naming the scans that entered and their weights."""
+    (step ``step``) naming the scans that entered and their weights. ``session``: only that
+    session's scans (the longitudinal design's baseline; its follow-up scans stay in the
+    scan-level table)."""
     from .scans import combine_scans, voxel_size_warning
+
+    if session:
+        scans = scans[scans["session"] == session]
 
     table, record = combine_scans(scans, rule)
     warning = voxel_size_warning(scans)

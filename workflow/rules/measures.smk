@@ -143,6 +143,7 @@ for _spec in PARCELLATED:
         params:
             files=gen_files(_spec),
             combine_runs=config["combine_runs"],
+            baseline_session=BASELINE_SESSION,  # longitudinal design: the subject table is the baseline's
             **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}")),
         log:
             os.path.join(OUT, "logs", f"collect_{_spec.name}.log"),
