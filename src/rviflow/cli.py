@@ -135,14 +135,16 @@ def longitudinal_demo_config(cohort: dict, out: Path, tables_only: bool = False)
     design = dict(type="longitudinal", baseline=BASELINE, followup=FOLLOWUP, symptoms=["hamd"],
                   prediction=dict(models=["ridge", "svr"], n_perm=200))
     off = dict(rvi=dict(enabled=False), prediction=dict(enabled=False), colocalisation=dict(enabled=False))
+    associations = [dict(variables=["crp"], groups=["all"])]  # participants.tsv biomarker, planted
     if tables_only:
         design["sessions_table"] = str(cohort["sessions"].resolve())
         return dict(output_dir=str((out / "derivatives" / "rviflow").resolve()),
-                    participants=str(cohort["participants"].resolve()), design=design,
+                    participants=str(cohort["participants"].resolve()), design=design, associations=associations,
                     cohort=dict(tables={m: str(p.resolve()) for m, p in cohort["tables"].items()},
                                 thickness=dict(source="none"), **off))
     cfg = demo_config(cohort, out)
     cfg["design"] = design
+    cfg["associations"] = associations
     cfg["cohort"] = dict(thickness=dict(source="none"), **off)
     cfg["transcriptomics"]["maps"] = ["reho", "change_reho"]
     return cfg
@@ -193,7 +195,8 @@ def cmd_demo(a) -> int:
     rc = run_snakemake(["--configfile", str(cfg_path.resolve()), "--cores", str(a.cores), *a.snakemake_args],
                        workdir=out, output_dir=cfg["output_dir"])
     if rc == 0:
-        more = "change.tsv, change_associations.tsv, response_prediction.tsv, " if a.design == "longitudinal" else ""
+        more = ("change.tsv, change_associations.tsv, response_prediction.tsv, associations.tsv, "
+                if a.design == "longitudinal" else "")
         print(f"rviflow demo: done. Results in {cfg['output_dir']}/group/ ({more}effect_sizes.tsv, qc.tsv, ...)")
         report = Path(cfg["output_dir"]) / "report" / "rviflow_report.html"
         if report.exists():

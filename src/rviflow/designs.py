@@ -125,10 +125,16 @@ def run_response_prediction(tables: list[str], measures: list[str], participants
 
 
 def run_associations(tables: list[str], measures: list[str], participants_tsv: str, spec: dict, items: list[dict],
-                     design: dict, bids_dir: str, out: str) -> pd.DataFrame:
+                     design: dict, bids_dir: str, out: str, participants_raw: str = "") -> pd.DataFrame:
     """group/associations.tsv for every item of config ``associations`` (variables from
-    participants.tsv, else from the sessions table at the item's session)."""
+    participants.tsv -- ``participants_raw``, the file given, when the usable-rows table
+    ``participants_tsv`` lacks them -- else from the sessions table at the item's session)."""
     participants = _participants(participants_tsv, spec)
+    if participants_raw:
+        raw = pd.read_csv(participants_raw, sep="\t", dtype=str, keep_default_na=False)
+        extra = [c for c in raw.columns if c not in participants.columns]
+        participants = participants.merge(raw[["participant_id", *extra]].replace({"n/a": None, "": None}),
+                                          on="participant_id", how="left")
     values = {}
     for table, measure in zip(tables, measures):
         from .cohort import subject_table

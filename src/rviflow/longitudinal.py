@@ -6,11 +6,14 @@ follow-up - baseline (measure units). Per-session variables (symptom scores at e
 from BIDS ``sub-<label>_sessions.tsv`` or a long table (participant_id, session, ...;
 :mod:`rviflow.sessions`).
 
-- :func:`paired_change`: per group and region the mean change with its 95% CI and t-test p from
-  ``change ~ 1 + centred covariates + site`` (the intercept is the mean change; the nuisance
-  terms only soak up variance), d_z = mean change / SD of the change, BH q over regions. With
-  cases and controls scanned twice, ``<case>-<control>`` rows test the difference of their
-  changes (``change ~ case + covariates + site``).
+- :func:`paired_change`: per group and region the mean change with its 95% CI and the paired t
+  test's p, d_z = mean change / SD of the change, BH q over regions. Covariates and site are not
+  in this within-group test: a site's offset cancels in a change, and a mean adjusted for centred
+  covariates tests the change at the sample's covariate means, a conditional null whose p is
+  anti-conservative for the population's mean change whenever the covariates act on the change
+  (tests/test_calibration_designs.py measured 9% at 0.05). With cases and controls scanned twice,
+  ``<case>-<control>`` rows test the difference of their changes with covariates and site
+  (``change ~ case + covariates + site``; d_z = difference / residual SD).
 - :func:`change_associations`: partial r of each region's change with the symptom change
   (follow-up - baseline score) within a group, covariates and site partialled
   (:func:`rviflow.associations.partial_association`).
@@ -43,36 +46,17 @@ MODELS = ("ridge", "svr")
 MIN_N = 5
 
 
-def _mean_change(D: np.ndarray, Z: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean change, its SE (residual SD of D given the nuisance design Z, incl. intercept, / sqrt n),
-    dof, d_z per column of D (n, m), regions with missing values handled per missingness pattern."""
-    m = D.shape[1]
-    out = {k: np.full(m, np.nan) for k in ("change", "se", "dof", "d_z")}
-    out["n"] = np.zeros(m, int)
+def _mean_change(D: np.ndarray) -> dict[str, np.ndarray]:
+    """Paired t statistics per column of D (n, m) = follow-up - baseline: mean change, its SE
+    (SD / sqrt n), dof n - 1, d_z = mean / SD; each column on its subjects with a value."""
     present = np.isfinite(D)
-    patterns, which = np.unique(present.T, axis=0, return_inverse=True)
-    for j, ok in enumerate(patterns):
-        cols = np.flatnonzero(which.ravel() == j)
-        n = int(ok.sum())
-        out["n"][cols] = n
-        if n < 3:
-            continue
-        Zk = Z[ok]
-        Zk = Zk[:, (Zk.std(0) > 0) | np.all(Zk == 1, axis=0)]
-        rank = np.linalg.matrix_rank(Zk)
-        dof = n - rank
-        if dof < 2:
-            continue
-        q, _ = np.linalg.qr(Zk)
-        q = q[:, :rank]
-        d = D[np.ix_(ok, cols)]
-        resid = d - q @ (q.T @ d)
-        out["change"][cols] = d.mean(0)
-        out["se"][cols] = np.sqrt((resid**2).sum(0) / dof / n)
-        out["dof"][cols] = dof
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["d_z"][cols] = d.mean(0) / d.std(0, ddof=1)
-    return out
+    n = present.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(D, 0) / n
+        sd = np.sqrt(np.nansum((D - mean) ** 2, 0) / (n - 1))
+        ok = n >= 3
+        return dict(n=n, change=np.where(ok, mean, np.nan), se=np.where(ok, sd / np.sqrt(n), np.nan),
+                    dof=np.where(ok, n - 1.0, np.nan), d_z=np.where(ok, mean / sd, np.nan))
 
 
 def paired_change(baseline: pd.DataFrame, followup: pd.DataFrame, participants: pd.DataFrame, measure: str,
@@ -101,8 +85,7 @@ def paired_change(baseline: pd.DataFrame, followup: pd.DataFrame, participants: 
         who = [i for i in ids if i in Znuis.index and label.get(i) == groups[role]]
         if len(who) < min_n:
             continue
-        Z = Znuis.loc[who].to_numpy(float)
-        res = _mean_change(D.loc[who].to_numpy(float), Z)
+        res = _mean_change(D.loc[who].to_numpy(float))
         with np.errstate(invalid="ignore", divide="ignore"):
             t = res["change"] / res["se"]
         half = stats.t.ppf(0.975, np.where(np.isfinite(res["dof"]), res["dof"], 1)) * res["se"]
@@ -240,14 +223,25 @@ def ridge_reference(n_covariates: int):
                      ("model", RidgeCV(alphas=RIDGE_ALPHAS))])
 
 
-def _ridge_oof(X: np.ndarray, Y: np.ndarray, n_covariates: int, outer: list) -> np.ndarray:
-    """Out-of-fold ridge predictions of every column of Y (n, m) at once: the same model as
+def _adjust_target(X: np.ndarray, Y: np.ndarray, n_covariates: int, tr: np.ndarray, te: np.ndarray):
+    """Y of the training and test subjects with the covariates (the last ``n_covariates`` columns of
+    X) regressed out by least squares fitted on the training subjects (every column of Y)."""
+    if n_covariates == 0:
+        return Y[tr], Y[te]
+    C = np.c_[np.ones(len(X)), X[:, -n_covariates:]]
+    beta = np.linalg.lstsq(C[tr], Y[tr], rcond=None)[0]
+    return Y[tr] - C[tr] @ beta, Y[te] - C[te] @ beta
+
+
+def _ridge_oof(X: np.ndarray, Y: np.ndarray, n_covariates: int, outer: list) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold ridge predictions of every column of Y (n, m) at once, and the targets they
+    predict (Y, covariate-adjusted within each fold when there are covariates). The model is
     :func:`ridge_reference` (alpha per column and training fold by leave-one-out error, the
     hat-matrix shortcut, intercept unpenalised). Written by hand because the features are the same
     for every permuted response: one SVD per training fold serves all permutations, where
     scikit-learn would refit ~1000 pipelines (tests/test_longitudinal.py checks it equals
     scikit-learn's RidgeCV)."""
-    pred = np.empty(Y.shape)
+    pred, target = np.empty(Y.shape), np.empty(Y.shape)
     for tr, te in outer:
         res = ResidualiseCovariates(n_covariates).fit(X[tr])
         A, B = res.transform(X[tr]), res.transform(X[te])
@@ -257,8 +251,9 @@ def _ridge_oof(X: np.ndarray, Y: np.ndarray, n_covariates: int, outer: list) -> 
         u, s, vt = np.linalg.svd(A, full_matrices=False)
         keep = s > 1e-10 * s.max()
         u, s, vt = u[:, keep], s[keep], vt[keep]
-        ymean = Y[tr].mean(0)
-        Yc = Y[tr] - ymean
+        Ytr, target[te] = _adjust_target(X, Y, n_covariates, tr, te)
+        ymean = Ytr.mean(0)
+        Yc = Ytr - ymean
         uty = u.T @ Yc                                            # (k, m)
         n = len(tr)
         best_err = np.full(Y.shape[1], np.inf)
@@ -273,23 +268,24 @@ def _ridge_oof(X: np.ndarray, Y: np.ndarray, n_covariates: int, outer: list) -> 
                 best_err[better] = err[better]
                 best_coef[:, better] = vt.T @ ((s / (s**2 + alpha))[:, None] * uty[:, better])
         pred[te] = ymean + B @ best_coef
-    return pred
+    return pred, target
 
 
 def _oof_predictions(X: np.ndarray, Y: np.ndarray, model: str, n_covariates: int, outer: list, inner_folds: int,
-                     seed: int) -> np.ndarray:
-    """Out-of-fold predictions (n, m) of every response column of Y (n, m)."""
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold predictions (n, m) of every response column of Y (n, m), and their targets."""
     if model == "ridge":
         return _ridge_oof(X, Y, n_covariates, outer)
     if model != "svr":
         raise InputError(f"design.prediction.models: {model!r} is not one of {', '.join(MODELS)}")
-    pred = np.empty(Y.shape)
-    for j in range(Y.shape[1]):
-        for tr, te in outer:
+    pred, target = np.empty(Y.shape), np.empty(Y.shape)
+    for tr, te in outer:
+        Ytr, target[te] = _adjust_target(X, Y, n_covariates, tr, te)
+        for j in range(Y.shape[1]):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pred[te, j] = _svr(n_covariates, inner_folds, seed).fit(X[tr], Y[tr, j]).predict(X[te])
-    return pred
+                pred[te, j] = _svr(n_covariates, inner_folds, seed).fit(X[tr], Ytr[:, j]).predict(X[te])
+    return pred, target
 
 
 def _r(pred: np.ndarray, y: np.ndarray) -> float:
@@ -307,7 +303,11 @@ def predict_response(features: pd.DataFrame, target: pd.Series, covariates: pd.D
         missing value in a subject with a response are left out
     target : the response per subject (subjects without one are left out)
     covariates : subjects x numeric nuisance columns (no intercept) regressed out of the features
-        inside every training fold; None = none
+        and of the target inside every training fold (betas from the training subjects, applied to
+        the held-out ones); r is then that of the covariate-adjusted response. Adjusting the
+        features alone is not enough: the residualised features of subjects sharing a site become
+        anti-similar and a kernel-like model then anti-predicts a site-dependent response
+        (r ~ -0.3 where the planted predictor gave +0.5 in the demo cohort). None = none.
     sites : exchangeability blocks of the permutation (the response is permuted within site)
     model : ``ridge`` (alpha chosen by leave-one-out error within the training fold; inner_folds
         unused) or ``svr`` (linear SVR, C by an inner K-fold grid search); features are
@@ -315,7 +315,7 @@ def predict_response(features: pd.DataFrame, target: pd.Series, covariates: pd.D
 
     Returns
     -------
-    dict: n, n_features, r (Pearson r of out-of-fold predictions with the target), ci_low,
+    dict: n, n_features, r (Pearson r of out-of-fold predictions with the (adjusted) target), ci_low,
     ci_high (Fisher), p_perm = (1 + #{r_perm >= r}) / (1 + n_perm) (one-sided: a useful
     prediction has r > 0; 1.0 when n_perm is 0), mae, n_perm, outer_folds, inner_folds.
     """
@@ -343,10 +343,10 @@ def predict_response(features: pd.DataFrame, target: pd.Series, covariates: pd.D
     blocks = None if sites is None else sites.loc[ids].astype(str).to_numpy()
     perms = within_block_permutations(blocks, n, n_perm, seed=seed + 4242)
     Y = np.column_stack([y, *(y[p] for p in perms)])          # observed, then every permuted response
-    pred = _oof_predictions(Xa, Y, model, k, outer, inner_folds, seed)
-    rs = np.array([_r(pred[:, j], Y[:, j]) for j in range(Y.shape[1])])
+    pred, target = _oof_predictions(Xa, Y, model, k, outer, inner_folds, seed)
+    rs = np.array([_r(pred[:, j], target[:, j]) for j in range(Y.shape[1])])
     r, null = rs[0], rs[1:]
-    pred = pred[:, 0]
+    pred, y = pred[:, 0], target[:, 0]
     z = np.arctanh(np.clip(r, -0.999999, 0.999999))
     se = 1 / np.sqrt(max(n - 3, 1))
     return dict(n=n, n_features=Xa.shape[1] - k, r=r, ci_low=float(np.tanh(z - 1.96 * se)),

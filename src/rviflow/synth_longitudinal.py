@@ -17,7 +17,9 @@ Outside the planted regions nothing is planted: the null the tests check.
 
 Written: participants.tsv; per-session scores in BIDS ``sub-<label>/sub-<label>_sessions.tsv``
 (images) or one long ``sessions.tsv`` (tables); ``truth/longitudinal.tsv`` (region,
-planted_change_dz, planted_coupling, planted_predictor) and ``truth/homogeneity.tsv``.
+planted_change_dz, planted_coupling, planted_predictor, planted_crp) and ``truth/homogeneity.tsv``.
+participants.tsv also has ``crp``, a biomarker tracking the baseline value in
+ASSOCIATION_REGIONS (for ``associations:``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ BASELINE, FOLLOWUP = "pre", "post"
 CHANGE_REGIONS = ("precuneus", "posteriorcingulate", "insula")
 COUPLING_REGIONS = ("superiorfrontal", "caudalmiddlefrontal")
 PREDICTOR_REGIONS = ("rostralanteriorcingulate", "medialorbitofrontal", "lateralorbitofrontal")
+#: regions whose baseline value tracks the participants.tsv biomarker ``crp`` (associations)
+ASSOCIATION_REGIONS = ("lingual", "cuneus")
 CHANGE_DZ = 1.5
 COUPLING = 0.8
 PREDICTOR_WEIGHT = 0.25
@@ -59,7 +63,7 @@ def simulate(names: list[str], labels: list[str], n_subjects: int = 40, seed: in
     labels = np.asarray(labels)
     pids = [f"sub-{i + 1:03d}" for i in range(n_subjects)]
     site_idx = np.arange(n_subjects) % n_sites
-    case = np.arange(n_subjects) % 3 != 2          # two thirds patients
+    case = (np.arange(n_subjects) // n_sites) % 3 != 2   # two thirds patients, in every site
     age = np.round(rng.uniform(20, 65, n_subjects), 1)
     participants = pd.DataFrame(dict(participant_id=pids, diagnosis=np.where(case, "MDD", "HC"), age=age,
                                      sex=rng.choice(["F", "M"], n_subjects), site=[f"site{i + 1}" for i in site_idx]))
@@ -84,14 +88,21 @@ def simulate(names: list[str], labels: list[str], n_subjects: int = 40, seed: in
     # the coupling follows the symptom change (follow-up - baseline): a larger drop, a larger change
     drop = z(hamd_pre - hamd_post)
     post = pre + rng.normal(0, SD_WITHIN, pre.shape) + np.outer(case, change) + np.outer(case * drop, coupling)
-    followed = np.where(case, rng.random(n_subjects) >= FOLLOWUP_MISSING, np.arange(n_subjects) % 9 == 5)
+    # a biomarker (mg/l) tracking the baseline value in ASSOCIATION_REGIONS, in every subject
+    assoc_cols = np.isin(labels, ASSOCIATION_REGIONS)
+    a_res = pre[:, assoc_cols].mean(1) - offset
+    participants["crp"] = np.round(3 + gain * 1.5 * (a_res - a_res.mean()) / a_res.std()
+                                   + rng.normal(0, 1.0, n_subjects), 2)
+    control_rank = np.cumsum(~case) - 1
+    followed = np.where(case, rng.random(n_subjects) >= FOLLOWUP_MISSING, control_rank % 3 == 0)
     pre_df = pd.DataFrame(np.clip(pre, 0.05, 0.95), index=pids, columns=names)
     post_df = pd.DataFrame(np.clip(post, 0.05, 0.95), index=pids, columns=names).loc[followed]
     ses_rows = [dict(participant_id=p, session=BASELINE, hamd=int(round(h))) for p, h in zip(pids, hamd_pre)]
     ses_rows += [dict(participant_id=p, session=FOLLOWUP, hamd=int(round(h)))
                  for p, h, f in zip(pids, hamd_post, followed) if f]
     truth = pd.DataFrame(dict(region=names, planted_change_dz=change / SD_WITHIN,
-                              planted_coupling=coupling > 0, planted_predictor=pred_cols & (gain > 0)))
+                              planted_coupling=coupling > 0, planted_predictor=pred_cols & (gain > 0),
+                              planted_crp=assoc_cols & (gain > 0)))
     return dict(participants=participants, sessions=pd.DataFrame(ses_rows), pre=pre_df, post=post_df, truth=truth)
 
 

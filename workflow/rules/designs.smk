@@ -63,13 +63,14 @@ if ASSOCIATIONS:
             # site is a term of the model, so the tables before ComBat (which would not preserve the variable)
             tables=[group_path(f"parcels_{m}.tsv") for m in MEASURES],
             participants=PARTICIPANTS_TSV,
+            participants_raw=PARTICIPANTS_RAW,  # the variables (group/participants.tsv keeps the configured columns)
             sessions=sessions_files(),
         output:
             group_path("associations.tsv"),
         params:
             measures=MEASURES,
             spec=DESIGN_SPEC,
-            items=ASSOCIATIONS,
+            analyses=ASSOCIATIONS,
             design=DESIGN,
             bids_dir=config["bids_dir"],
         log:
