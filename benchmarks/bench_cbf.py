@@ -4,7 +4,7 @@
 90 volumes: 5 PLDs (0.2-2.2 s) × 6-12 pairs, 2 noRF and 2 M0 volumes, 10 distinct slice times
 (multiband 6). This script builds a synthetic series of that shape with the sidecar's real
 acquisition parameters (tests/data/bids_examples_asl), GM CBF 60 / WM 20 and grey-matter SNR 1
-per pair, and times ``rviflow.cbf.quantify`` with the default fit (ATT from the smoothed signal)
+per pair, and times ``rviflow.measures.cbf.quantify.quantify`` with the default fit (ATT from the smoothed signal)
 and with the voxelwise joint fit (``att_fwhm`` 0), in this process (2 threads at most).
 
 Results: ``benchmarks/results/bench_cbf.json`` and ``bench_cbf.md`` (machine info, wall and CPU
@@ -38,8 +38,8 @@ SIDECAR = HERE.parent / "tests" / "data" / "bids_examples_asl" / "2d_mb_pcasl" /
 def build(shape, seed=0):
     import pandas as pd
 
-    from rviflow.asl_io import asl_params
-    from rviflow.kinetic import kinetic_signal
+    from rviflow.io.asl import asl_params
+    from rviflow.measures.cbf.kinetic import kinetic_signal
 
     meta = json.loads(Path(f"{SIDECAR}_asl.json").read_text())
     ctx = pd.read_csv(f"{SIDECAR}_aslcontext.tsv", sep="\t")["volume_type"].tolist()
@@ -69,7 +69,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="43 x 43 x 60 instead of 86 x 86 x 60")
     a = ap.parse_args()
-    from rviflow.cbf import CbfOptions, quantify
+    from rviflow.measures.cbf.quantify import CbfOptions, quantify
 
     shape = (43, 43, 60) if a.quick else (86, 86, 60)
     data, params, brain, gm = build(shape)

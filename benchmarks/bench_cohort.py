@@ -3,20 +3,20 @@
 Goals: (issue 5) 15,501 subjects x 83 regions x 3 measures, 20 sites -- ComBat, effect sizes and
 RVI (5 folds) end to end in under 30 s on 2 cores; (issue 14) the co-localisation's label
 permutation null of two measures -- 1,000 within-site diagnosis permutations, both d-maps
-recomputed (Freedman-Lane, rviflow.permutation) -- in under 60 s on 2 cores.
+recomputed (Freedman-Lane, rviflow.cohort.permutation) -- in under 60 s on 2 cores.
 
 What it does: simulates the cohort in memory (half MDD; age, sex; 20 sites with location and
 scale offsets; a planted case effect in 12 regions per measure), then times, pinned to 2 CPUs
 (``os.sched_setaffinity``, 2 BLAS threads):
 
 1. ComBat (neuroHarmonize, empirical Bayes) per measure, diagnosis + age + sex preserved;
-2. covariate-adjusted effect sizes per measure x region (statsmodels OLS, rviflow.effects);
-3. cross-validated RVI per measure (rviflow.rvi.cross_validated_rvi, 5 folds, cohort-derived EP);
+2. covariate-adjusted effect sizes per measure x region (statsmodels OLS, rviflow.cohort.effects);
+3. cross-validated RVI per measure (rviflow.cohort.rvi.cross_validated_rvi, 5 folds, cohort-derived EP);
 4. (separate goal) the label-permutation null of ReHo vs CBF co-localisation
-   (rviflow.coloc.label_permutation_maps, ``--perms`` permutations, 83 + 83 d values each), checked
+   (rviflow.cohort.coloc.label_permutation_maps, ``--perms`` permutations, 83 + 83 d values each), checked
    against statsmodels on the first permutations;
 5. (no goal; for the rvi rule's runtime) the RVI's label-permutation null of one measure
-   (rviflow.rvi_null, ``--rvi-perms`` permutations).
+   (rviflow.cohort.rvi_null, ``--rvi-perms`` permutations).
 
 Results (wall and CPU seconds per stage, peak RSS, machine info, load average) go to
 ``benchmarks/results/bench_cohort.json`` and ``bench_cohort.md``.
@@ -71,10 +71,10 @@ def simulate(n: int, n_regions: int, n_sites: int, seed: int = 0):
 
 
 def _check_permutation(values: pd.DataFrame, design: pd.DataFrame, sites: pd.Series) -> float:
-    """Max |d| difference between rviflow.permutation and statsmodels refits on permuted residuals."""
+    """Max |d| difference between rviflow.cohort.permutation and statsmodels refits on permuted residuals."""
     import statsmodels.api as sm
 
-    from rviflow.permutation import FreedmanLane, within_block_permutations
+    from rviflow.cohort.permutation import FreedmanLane, within_block_permutations
 
     X = design.loc[values.index].to_numpy(float)
     Y = values.iloc[:, :3].to_numpy(float)
@@ -120,9 +120,9 @@ def main() -> int:
     a = ap.parse_args()
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:GOAL_CORES])
 
-    from rviflow.effects import design_matrix, effect_sizes
-    from rviflow.harmonize import combat_covariates, fit_combat
-    from rviflow.rvi import cross_validated_rvi
+    from rviflow.cohort.effects import design_matrix, effect_sizes
+    from rviflow.cohort.harmonize import combat_covariates, fit_combat
+    from rviflow.cohort.rvi import cross_validated_rvi
 
     p, values = simulate(a.subjects, a.regions, a.sites)
     timings = {}
@@ -143,18 +143,18 @@ def main() -> int:
     rvi = timed("rvi_5fold", lambda: {m: cross_validated_rvi(v, design, m, a.folds, 0, sites, "site")
                                       for m, v in harmonised.items()})
     total = time.perf_counter() - start
-    from rviflow.coloc import label_permutation_maps
+    from rviflow.cohort.coloc import label_permutation_maps
 
     t0 = time.perf_counter()
     d_reho, d_cbf, perm_r, _ = timed(f"coloc_label_perm_{a.perms}", lambda: label_permutation_maps(
         harmonised["reho"], harmonised["cbf"], design, sites, a.perms, seed=0, what="reho vs cbf"))
     perm_total = time.perf_counter() - t0
     perm_check = _check_permutation(harmonised["reho"], design, sites)
-    from rviflow.rvi_null import rvi_permutation_null
+    from rviflow.cohort.rvi_null import rvi_permutation_null
 
     timed(f"rvi_label_perm_{a.rvi_perms}_one_measure", lambda: rvi_permutation_null(
         harmonised["reho"], design, "reho", a.folds, 0, sites, "site", n_perm=a.rvi_perms))
-    from rviflow.discrimination import auc_delong
+    from rviflow.cohort.discrimination import auc_delong
 
     case = design["case"].to_numpy() == 1
     checks = {m: dict(auc_rvi=round(auc_delong(r["rvi"].to_numpy(), case)[0], 3),

@@ -6,7 +6,7 @@ transform, and a BIDS-ASL series (so the CBF chain is in the DAG too; --no-asl l
 Any image read while the DAG is built would fail on a 0-byte file, so a passing dry run shows
 that parsing, discovery and job planning read no image. For each size, a fresh
 ``snakemake --dry-run`` (the repository's Snakefile, default config) is timed and its peak RSS
-taken from the kernel (wait4). Input discovery (rviflow.bids_io.discover_scans) is also timed in
+taken from the kernel (wait4). Input discovery (rviflow.io.bids.discover_scans) is also timed in
 this process, counting os.scandir calls against the number of directories, to check that each
 directory is listed a bounded number of times (not once per subject).
 
@@ -99,7 +99,7 @@ def dry_run(root: Path, bids: Path, fmriprep: Path, batch_size: int = 0) -> dict
 
 def discovery(fmriprep: Path) -> dict:
     """discover_scans in-process: seconds, scans, os.scandir calls vs directories in the tree."""
-    from rviflow import bids_io
+    from rviflow.io import bids as bids_io
 
     calls = []
     real = os.scandir

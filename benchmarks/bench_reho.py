@@ -13,7 +13,7 @@ What it does:
 2. times, each in a fresh subprocess pinned to 2 CPUs, with peak RSS from
    ``resource.getrusage(...).ru_maxrss``:
    a. loading the file with nibabel into a float32 array;
-   b. loading + ``rviflow.reho.reho_map`` (27 neighbours, 2 threads);
+   b. loading + ``rviflow.measures.reho.reho_map`` (27 neighbours, 2 threads);
    c. junifer 0.0.8's numpy ReHo (``junifer.markers.reho._junifer_reho.JuniferReHo.compute``,
       which loads the file itself as float64) run from a separate venv;
 3. checks that junifer's and rviflow's maps agree on a smaller grid, for 7/19/27 neighbours,
@@ -173,7 +173,7 @@ def child_load(args) -> dict:
 def child_rviflow(args) -> dict:
     import nibabel as nib
 
-    from rviflow.reho import reho_map
+    from rviflow.measures.reho import reho_map
 
     cpus = pin_cpus(args.cores)
     t0 = time.perf_counter()
@@ -256,7 +256,7 @@ def junifer_version_info(python: str) -> dict:
 # ---------------------------------------------------------------- main
 def agreement(tmp: Path, jpy: str | None, cores: int) -> dict:
     """Max |W_junifer - W_rviflow| in the mask, 7/19/27 neighbours, with and without ties."""
-    from rviflow.reho import reho_map
+    from rviflow.measures.reho import reho_map
 
     res = {"grid": list(AGREE["shape"])}
     for label, levels in (("continuous_no_ties", 0), ("integer_many_ties", 6)):

@@ -1,4 +1,4 @@
-"""Combining runs at UK Biobank size: rviflow.scans.combine_scans on 15,501 subjects x 2 runs x
+"""Combining runs at UK Biobank size: rviflow.io.scans.combine_scans on 15,501 subjects x 2 runs x
 83 regions, each rule (mean weighted by kept volumes, first, lowest_motion), checked against a
 plain per-subject loop on the first 200 subjects. Results: results/bench_scans.{json,md}.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rviflow.scans import combine_scans
+from rviflow.io.scans import combine_scans
 
 OUT = Path(__file__).parent / "results"
 

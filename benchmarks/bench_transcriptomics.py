@@ -55,13 +55,13 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
-    from rviflow.enrichment import ensemble_enrichment, null_rankings, prerank, read_gmt
-    from rviflow.expression import read_expression_table
-    from rviflow.nulls import null_maps
-    from rviflow.parcellate import DK_LABELS, default_atlas, read_labels
-    from rviflow.resources import dk_expression_table, gene_set_file
-    from rviflow.synth import PLANTED_D, PLANTED_REGIONS
-    from rviflow.transcriptomics import bootstrap_pls1_z, correlate, select_regions, spatial_p
+    from rviflow.transcriptomics.enrichment import ensemble_enrichment, null_rankings, prerank, read_gmt
+    from rviflow.transcriptomics.expression import read_expression_table
+    from rviflow.transcriptomics.nulls import null_maps
+    from rviflow.preprocess.parcellate import DK_LABELS, default_atlas, read_labels
+    from rviflow.io.resources import dk_expression_table, gene_set_file
+    from rviflow.synth.cohort import PLANTED_D, PLANTED_REGIONS
+    from rviflow.transcriptomics.association import bootstrap_pls1_z, correlate, select_regions, spatial_p
 
     labels = read_labels(DK_LABELS)
     expr = read_expression_table(dk_expression_table(), labels)

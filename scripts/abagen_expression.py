@@ -1,11 +1,11 @@
 """abagen backend, run by the abagen environment's python (numpy < 2, pandas < 2): the rule calls
-`python scripts/abagen_expression.py ATLAS LABELS AHBA_DIR OPTIONS_JSON OUT` (rviflow.expression)."""
+`python scripts/abagen_expression.py ATLAS LABELS AHBA_DIR OPTIONS_JSON OUT` (rviflow.transcriptomics.expression)."""
 import json
 import sys
 
 from rviflow.errors import InputError
-from rviflow.expression import abagen_expression, write_expression
-from rviflow.parcellate import read_labels
+from rviflow.transcriptomics.expression import abagen_expression, write_expression
+from rviflow.preprocess.parcellate import read_labels
 
 atlas_image, atlas_labels, ahba_dir, options, out = sys.argv[1:6]
 try:

@@ -1,7 +1,7 @@
 """Snakemake script: region-level associations with participant variables (group/associations.tsv;
-rviflow.designs)."""
-from rviflow.designs import run_associations
-from rviflow.outcome import cohort_rule
+rviflow.cohort.designs)."""
+from rviflow.cohort.designs import run_associations
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

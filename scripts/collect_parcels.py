@@ -1,9 +1,9 @@
 """Snakemake script: per-scan parcel rows -> group/parcels_<measure>_scans.tsv (one row per scan,
 with run / acq) and group/parcels_<measure>.tsv (one row per subject: its scans combined by
 config combine_runs) + step QC."""
-from rviflow.bids_io import write_tsv
-from rviflow.cohort import combine_parcels, gather_parcels, qc_table
-from rviflow.outcome import cohort_rule
+from rviflow.io.bids import write_tsv
+from rviflow.cohort.tables import combine_parcels, gather_parcels, qc_table
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

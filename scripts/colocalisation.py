@@ -1,6 +1,6 @@
 """Snakemake script: co-localisation of effect-size maps (spatial null + label permutation) + regional coupling."""
-from rviflow.cohort_stats import CohortSpec, run_colocalisation
-from rviflow.outcome import cohort_rule
+from rviflow.cohort.stats import CohortSpec, run_colocalisation
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

@@ -1,6 +1,6 @@
-"""Snakemake script: covariate-adjusted effect sizes of every measure (rviflow.cohort)."""
-from rviflow.cohort import run_effect_sizes
-from rviflow.outcome import cohort_rule
+"""Snakemake script: covariate-adjusted effect sizes of every measure (rviflow.cohort.tables)."""
+from rviflow.cohort.tables import run_effect_sizes
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

@@ -1,8 +1,8 @@
 """Snakemake script: gene-set enrichment of a map's gene ranking against its null maps' rankings
-(ensemble null; rviflow.enrichment)."""
+(ensemble null; rviflow.transcriptomics.enrichment)."""
 import contextlib
 
-from rviflow.enrichment import run_enrichment
+from rviflow.transcriptomics.enrichment import run_enrichment
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

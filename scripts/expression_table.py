@@ -1,8 +1,8 @@
-"""Snakemake script: a ready regions x genes table mapped onto the atlas (rviflow.expression)."""
+"""Snakemake script: a ready regions x genes table mapped onto the atlas (rviflow.transcriptomics.expression)."""
 import contextlib
 
-from rviflow.expression import read_expression_table, write_expression
-from rviflow.parcellate import read_labels
+from rviflow.transcriptomics.expression import read_expression_table, write_expression
+from rviflow.preprocess.parcellate import read_labels
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

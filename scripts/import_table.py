@@ -1,6 +1,6 @@
 """Snakemake script: a user-supplied regional table (config cohort.tables) -> group/parcels_<measure>.tsv."""
-from rviflow.cohort_stats import run_import_table
-from rviflow.outcome import cohort_rule
+from rviflow.cohort.stats import run_import_table
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

@@ -1,6 +1,6 @@
 """Snakemake script: group/participants.tsv, the usable rows and analysed columns of participants.tsv
-(rviflow.bids_io.clean_participants; the excluded rows are reported at parse time and in qc.tsv)."""
-from rviflow.bids_io import clean_participants, read_participants, write_tsv
+(rviflow.io.bids.clean_participants; the excluded rows are reported at parse time and in qc.tsv)."""
+from rviflow.io.bids import clean_participants, read_participants, write_tsv
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 g = sm.params.groups

@@ -1,7 +1,7 @@
-"""Snakemake script: the run's self-contained HTML report (rviflow.report.build_report)."""
+"""Snakemake script: the run's self-contained HTML report (rviflow.report.document.build_report)."""
 from pathlib import Path
 
-from rviflow.report import build_report
+from rviflow.report.document import build_report
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 output_dir = Path(sm.output.html).parents[1]  # <output_dir>/report/rviflow_report.html

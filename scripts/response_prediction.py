@@ -1,7 +1,7 @@
 """Snakemake script: baseline regional values predicting the symptom response, nested CV with
-permutation p (group/response_prediction.tsv; rviflow.designs)."""
-from rviflow.designs import run_response_prediction
-from rviflow.outcome import cohort_rule
+permutation p (group/response_prediction.tsv; rviflow.cohort.designs)."""
+from rviflow.cohort.designs import run_response_prediction
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

@@ -1,6 +1,6 @@
 """Snakemake script: RVI / AVI per subject and measure, discrimination, symptoms, EPs, frozen references."""
-from rviflow.cohort_stats import CohortSpec, run_rvi
-from rviflow.outcome import cohort_rule
+from rviflow.cohort.stats import CohortSpec, run_rvi
+from rviflow.pipeline.outcome import cohort_rule
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:

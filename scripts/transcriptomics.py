@@ -1,7 +1,7 @@
-"""Snakemake script: gene-map correlations vs spatial null maps + PLS (rviflow.transcriptomics)."""
+"""Snakemake script: gene-map correlations vs spatial null maps + PLS (rviflow.transcriptomics.association)."""
 import contextlib
 
-from rviflow.transcriptomics import run_gene_association
+from rviflow.transcriptomics.association import run_gene_association
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from rviflow.effects import design_matrix
+from rviflow.cohort.effects import design_matrix
 
 MEASURES = ("reho", "cbf", "thickness")
 
@@ -31,8 +31,8 @@ MEASURES = ("reho", "cbf", "thickness")
 @lru_cache(maxsize=1)
 def dk_geometry() -> tuple[pd.DataFrame, np.ndarray]:
     """(centroids of the 83 DK regions in mm, their (83, 83) distance matrix)."""
-    from rviflow.nulls import distance_matrix, region_centroids
-    from rviflow.parcellate import default_atlas, read_labels
+    from rviflow.transcriptomics.nulls import distance_matrix, region_centroids
+    from rviflow.preprocess.parcellate import default_atlas, read_labels
 
     img, labels = default_atlas()
     c = region_centroids(img, read_labels(labels))
@@ -57,8 +57,8 @@ def planted_pattern() -> pd.Series:
 
 @lru_cache(maxsize=1)
 def _sphere_chol(length: float) -> tuple[list[str], np.ndarray]:
-    from rviflow.nulls import dk_sphere_centroids
-    from rviflow.parcellate import default_atlas, read_labels
+    from rviflow.transcriptomics.nulls import dk_sphere_centroids
+    from rviflow.preprocess.parcellate import default_atlas, read_labels
 
     sph = dk_sphere_centroids(read_labels(default_atlas()[1]))
     xyz = sph[["x", "y", "z"]].to_numpy(float)

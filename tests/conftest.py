@@ -128,7 +128,7 @@ def assert_same_outputs(out_a: Path, out_b: Path) -> set[str]:
 @pytest.fixture(scope="session")
 def cohort16(tmp_path_factory):
     """16 synthetic subjects over 2 sites with planted ReHo deficits (seed 3)."""
-    from rviflow.synth import write_cohort
+    from rviflow.synth.cohort import write_cohort
 
     root = tmp_path_factory.mktemp("cohort16")
     return write_cohort(root, n_subjects=16, seed=3, n_sites=2)
@@ -146,7 +146,7 @@ def pipeline_run(cohort16, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_ahba(tmp_path_factory):
-    """Two synthetic AHBA donors (rviflow.synth_ahba; 300 samples, 300 genes, 20 planted genes that
+    """Two synthetic AHBA donors (rviflow.synth.ahba; 300 samples, 300 genes, 20 planted genes that
     follow the synthetic cohort's planted ReHo map) run through the abagen backend the way the rule
     runs it: scripts/abagen_expression.py in the isolated abagen venv that setup.sh makes.
 
@@ -157,10 +157,10 @@ def synthetic_ahba(tmp_path_factory):
 
     import pandas as pd
 
-    from rviflow.expression import read_expression
-    from rviflow.parcellate import DK_LABELS, default_atlas, read_labels
-    from rviflow.synth import PLANTED_D, PLANTED_REGIONS
-    from rviflow.synth_ahba import write_ahba_donors
+    from rviflow.transcriptomics.expression import read_expression
+    from rviflow.preprocess.parcellate import DK_LABELS, default_atlas, read_labels
+    from rviflow.synth.cohort import PLANTED_D, PLANTED_REGIONS
+    from rviflow.synth.ahba import write_ahba_donors
 
     python = REPO / ".venv-abagen" / "bin" / "python"
     if not python.exists():

@@ -4,7 +4,7 @@ The layouts, sidecars and participants tables come from files nobody here wrote
 (tests/data/real_layouts/, see its README: bids-standard/bids-examples ds000001-fmriprep, ds001,
 7t_trt); the confounds are nilearn's real fMRIPrep files (its package data) or their columns.
 Only the images are synthetic: a BOLD whose local homogeneity in region r is a_sr (as
-rviflow.synth), so a planted group difference in a set of regions is recoverable by ReHo.
+rviflow.synth.cohort), so a planted group difference in a set of regions is recoverable by ReHo.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from rviflow.bids_io import bids_name, parse_entities, write_json
-from rviflow.synth import PLANTED_REGIONS, SD_BETWEEN, _bold, _confounds, synthetic_grid
+from rviflow.io.bids import bids_name, parse_entities, write_json
+from rviflow.synth.cohort import PLANTED_REGIONS, SD_BETWEEN, _bold, _confounds, synthetic_grid
 
 DATA = Path(__file__).parent / "data" / "real_layouts"
 SPACE = "MNI152NLin2009cAsym"

@@ -29,7 +29,7 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
 
     Without a ``--profile`` the local profile config/profiles/default is used (keep-going,
     rerun-incomplete). With ``output_dir`` (and not a dry run) the run holds rviflow's lock on
-    it (:mod:`rviflow.runlock`): a second run on the same output_dir refuses, and a Snakemake
+    it (:mod:`rviflow.pipeline.runlock`): a second run on the same output_dir refuses, and a Snakemake
     lock that a killed run left on it is cleared first.
     """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(_snakefile())]
@@ -43,7 +43,7 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
     env = dict(os.environ, NIPYPE_NO_ET="1")
     if output_dir is None or any(a in DRY_RUN for a in args):
         return _wait(subprocess.Popen(cmd + args, env=env))
-    from .runlock import RunLockError, hold, release, stale_snakemake_lock
+    from rviflow.pipeline.runlock import RunLockError, hold, release, stale_snakemake_lock
 
     created = not Path(output_dir).exists()
     try:
@@ -128,9 +128,9 @@ def tables_demo_config(cohort: dict, out: Path) -> dict:
 
 
 def longitudinal_demo_config(cohort: dict, out: Path, tables_only: bool = False) -> dict:
-    """The pre / post demo (rviflow.synth_longitudinal): images (ses-pre / ses-post, BIDS
+    """The pre / post demo (rviflow.synth.longitudinal): images (ses-pre / ses-post, BIDS
     sessions.tsv) or, with ``tables_only``, a regional table with a session column + sessions.tsv."""
-    from .synth_longitudinal import BASELINE, FOLLOWUP
+    from rviflow.synth.longitudinal import BASELINE, FOLLOWUP
 
     design = dict(type="longitudinal", baseline=BASELINE, followup=FOLLOWUP, symptoms=["hamd"],
                   prediction=dict(models=["ridge", "svr"], n_perm=200))
@@ -151,13 +151,13 @@ def longitudinal_demo_config(cohort: dict, out: Path, tables_only: bool = False)
 
 
 def resources_main() -> int:
-    from .resources import main
+    from rviflow.io.resources import main
 
     return main()
 
 
 def cmd_synth(a) -> int:
-    from .synth import write_cohort
+    from rviflow.synth.cohort import write_cohort
 
     paths = write_cohort(a.out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites, n_timepoints=a.timepoints)
     print(f"rviflow synth: {a.subjects} subjects written under {a.out}; truth in {paths['truth']}")
@@ -165,12 +165,12 @@ def cmd_synth(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .synth import write_cohort
-    from .synth_tables import write_table_cohort
+    from rviflow.synth.cohort import write_cohort
+    from rviflow.synth.tables import write_table_cohort
 
     out = Path(a.out)
     if a.design == "longitudinal":
-        from .synth_longitudinal import write_longitudinal_cohort, write_longitudinal_tables
+        from rviflow.synth.longitudinal import write_longitudinal_cohort, write_longitudinal_tables
 
         if a.tables_only:
             cfg = longitudinal_demo_config(write_longitudinal_tables(out, n_subjects=a.subjects, seed=a.seed,
@@ -212,9 +212,9 @@ def cmd_reho(a) -> int:
     import nibabel as nib
     import numpy as np
 
-    from .denoise import load_4d, load_mask
-    from .errors import InputError
-    from .reho import reho_map
+    from rviflow.preprocess.denoise import load_4d, load_mask
+    from rviflow.errors import InputError
+    from rviflow.measures.reho import reho_map
 
     try:
         img = load_4d(a.bold)
@@ -237,10 +237,10 @@ def cmd_cbf(a) -> int:
     import nibabel as nib
     import numpy as np
 
-    from .bids_io import write_json
-    from .cbf import CbfOptions
-    from .errors import InputError
-    from .perfusion import quantify_file
+    from rviflow.io.bids import write_json
+    from rviflow.measures.cbf.quantify import CbfOptions
+    from rviflow.errors import InputError
+    from rviflow.measures.cbf.perfusion import quantify_file
 
     opts = CbfOptions(m0_fwhm=a.m0_fwhm, t1_blood=a.t1_blood, labeling_efficiency=a.labeling_efficiency,
                       m0_tr_limit=a.m0_tr_limit, bs_with_labeling_efficiency=a.bs_with_labeling_efficiency)
@@ -263,8 +263,8 @@ def cmd_cbf(a) -> int:
 
 
 def cmd_score(a) -> int:
-    from .cohort_stats import score_new_subjects
-    from .errors import InputError
+    from rviflow.cohort.stats import score_new_subjects
+    from rviflow.errors import InputError
 
     try:
         scores = score_new_subjects(a.reference, a.table, a.participants, a.out)
@@ -277,8 +277,8 @@ def cmd_score(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["lock"]:  # a developer's step with its own options (rviflow.envlock)
-        from .envlock import main as lock_main
+    if argv[:1] == ["lock"]:  # a developer's step with its own options (rviflow.pipeline.envlock)
+        from rviflow.pipeline.envlock import main as lock_main
 
         return lock_main(argv[1:])
     p = argparse.ArgumentParser(prog="rviflow", description=__doc__)
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="regional tables (ReHo, CBF, ENIGMA thickness) instead of images: the cohort statistics alone")
     d.add_argument("--design", choices=("cross-sectional", "longitudinal"), default="cross-sectional",
                    help="longitudinal: a pre / post treatment cohort (ses-pre, ses-post; planted change, "
-                        "change-symptom coupling, baseline predictor; rviflow.synth_longitudinal)")
+                        "change-symptom coupling, baseline predictor; rviflow.synth.longitudinal)")
     d.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra snakemake arguments after --")
 
     r = sub.add_parser("run", help="run the pipeline: rviflow run --configfile FILE [snakemake args]")
@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
 
     a, rest = p.parse_known_args(argv)
     if a.version:
-        from . import __version__
-        from .envlock import version_text
+        from rviflow import __version__
+        from rviflow.pipeline.envlock import version_text
 
         print(version_text(__version__))
         return 0

@@ -88,7 +88,7 @@ def _test_profile(directory: Path) -> Path:
 
 
 def test_slurm_profile_run_equals_local_run(slurm_cluster, tmp_path):
-    from rviflow.synth import write_cohort
+    from rviflow.synth.cohort import write_cohort
 
     cohort = write_cohort(tmp_path / "cohort", n_subjects=N_SUBJECTS, seed=11, n_sites=2, asl=False)
     env = dict(os.environ, NIPYPE_NO_ET="1")

@@ -1,4 +1,4 @@
-# Batch mode: each scan's chain as rviflow.batches.run_batch steps, built from the per-scan
+# Batch mode: each scan's chain as rviflow.pipeline.batches.run_batch steps, built from the per-scan
 # rules' declared outputs so that both modes write the same files (rules in batch.smk).
 
 

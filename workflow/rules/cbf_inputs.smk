@@ -1,6 +1,6 @@
 # CBF inputs: the ASL series (or perfusion maps) of the subjects being processed, found once at
-# parse time through rviflow.asl_io; CBF measures registered in MEASURES; output naming.
-from rviflow.asl_io import plan_cbf_inputs
+# parse time through rviflow.io.asl; CBF measures registered in MEASURES; output naming.
+from rviflow.io.asl import plan_cbf_inputs
 
 CBF = config["cbf"]
 
@@ -13,7 +13,7 @@ def _cbf_inputs():
                                           config["bids_dir"], CBF["maps_dir"], CBF["maps_glob"], CBF["asl_space"])
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
-    # only the analysed session (rviflow.scans.analysed_sessions, common.smk)
+    # only the analysed session (rviflow.io.scans.analysed_sessions, common.smk)
     plans = {k: v for k, v in plans.items() if SESSIONS.get(v.participant_id, "") in ("", v.session or "")}
     already = {r["participant_id"] for r in DISCOVERY_QC}  # reported once, at BOLD discovery
     problems = [r for r in problems if r["participant_id"] not in already]

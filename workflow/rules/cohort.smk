@@ -1,7 +1,7 @@
 # Cohort: stack the per-scan parcel rows, QC table, covariate-adjusted effect sizes of every
 # measure in MEASURES (each stage makes group/parcels_<m>.tsv and group/qc/steps_<m>.tsv).
 #
-# Cohort statistics (config `cohort:`; rviflow.cohort_stats): cortical thickness and user tables
+# Cohort statistics (config `cohort:`; rviflow.cohort.stats): cortical thickness and user tables
 # join MEASURES here (stages that add a measure must be included before this file); ComBat per
 # measure, effect sizes (+ hemisphere-averaged, functional/structural ratio), co-localisation,
 # RVI (+ discrimination, symptoms, expected patterns, frozen references), prediction.
@@ -108,7 +108,7 @@ if THICKNESS_SOURCE:
 
 if USER_TABLES:
 
-    # a user table for any registered measure replaces the pipeline's (collect_<m>, rviflow.measures)
+    # a user table for any registered measure replaces the pipeline's (collect_<m>, rviflow.measures.registry)
     for _m in USER_TABLES:
         if IMAGING and collect_rule(_m):
             workflow.ruleorder("import_table", collect_rule(_m))

@@ -1,16 +1,16 @@
 # Inputs, participants and output naming. Discovery runs once at parse time through
-# rviflow.bids_io; every output path comes from out_path().
+# rviflow.io.bids; every output path comes from out_path().
 import functools
 import time
 
 import pandas as pd
 
-from rviflow.bids_io import (check_config_paths, clean_participants, derivative_path, discover_scans,
+from rviflow.io.bids import (check_config_paths, clean_participants, derivative_path, discover_scans,
                              match_participants, read_participants, scans_resolution)
 from rviflow.errors import InputError
-from rviflow.measures import GENERATED, REGISTRY, collect_rule, step_options
-from rviflow.parcellate import resolve_atlas
-from rviflow.scans import analysed_scans
+from rviflow.measures.registry import GENERATED, REGISTRY, collect_rule, step_options
+from rviflow.preprocess.parcellate import resolve_atlas
+from rviflow.io.scans import analysed_scans
 
 for _key in ("bids_dir", "fmriprep_dir"):  # "", null or absent: not given
     config[_key] = config.get(_key) or ""
@@ -104,7 +104,7 @@ PARTICIPANTS_RAW = config["participants"] or (
     config["bids_dir"] and os.path.join(config["bids_dir"], "participants.tsv")
 )
 PARTICIPANTS_TSV = os.path.join(OUT, "group", "participants.tsv")
-#: SESSIONS: {participant_id: analysed session} (rviflow.scans.analysed_sessions); RES: res- of the outputs
+#: SESSIONS: {participant_id: analysed session} (rviflow.io.scans.analysed_sessions); RES: res- of the outputs
 PARTICIPANTS, SCANS, DISCOVERY_QC, SESSIONS, RES = _load_cohort()
 #: longitudinal design: the baseline session, whose values the cross-sectional statistics use ("" otherwise)
 BASELINE_SESSION = config["design"]["baseline"] if config["design"]["type"] == "longitudinal" else ""
@@ -123,7 +123,7 @@ def out_path(desc, suffix, ext, scan="{scan}"):
 
 @functools.lru_cache(maxsize=None)
 def _out_pattern(desc, suffix, ext):
-    # rviflow.bids_io.derivative_path names every output; building it once per kind and filling
+    # rviflow.io.bids.derivative_path names every output; building it once per kind and filling
     # in the scan key is ~30x faster than a Path per file (250,000 of them at UK Biobank size)
     return str(derivative_path(OUT, "{scan}", SPACE, desc, suffix, ext, RES))
 
@@ -226,7 +226,7 @@ def cohort_runtime(base_min, min_per_scan):
 
 
 
-# Batch mode (config batch_size > 0; rviflow.batches): the per-scan steps of batch_size scans
+# Batch mode (config batch_size > 0; rviflow.pipeline.batches): the per-scan steps of batch_size scans
 # run as one job (rules reho_batch / cbf_batch), so a 15,501-subject cohort is a few hundred
 # jobs, not 77,500. Membership is stable across runs (a manifest under work/): new scans fill
 # new batches. Cohort rules then depend on the batches' records and get the per-scan files as
@@ -237,7 +237,7 @@ REHO_BATCHES, CBF_BATCHES = {}, {}  # set by reho.smk / cbf_inputs.smk in batch 
 
 def batches_of(chain, keys):
     """{batch id: scan keys} of a chain (reho, cbf); {} in per-scan mode."""
-    from rviflow.batches import assign_batches
+    from rviflow.pipeline.batches import assign_batches
 
     if not BATCH_SIZE or not keys:
         return {}
@@ -282,9 +282,9 @@ RUN_START = time.time()
 def finish_run(ok):
     """End of every run (success or error): qc.tsv and the report exist (written here from what the
     run produced if a failure kept their rules from running), then one summary line."""
-    from rviflow.cohort import write_qc_table
-    from rviflow.outcome import failure_of, run_summary
-    from rviflow.report import build_report
+    from rviflow.cohort.tables import write_qc_table
+    from rviflow.pipeline.outcome import failure_of, run_summary
+    from rviflow.report.document import build_report
 
     qc = group_path("qc.tsv")
 

@@ -2,9 +2,9 @@
 # the longitudinal design's checks at parse time (sessions, sessions table: every problem one
 # line + a group/qc.tsv row), the measures with per-session tables, and the designs' targets.
 # Included after cohort_inputs.smk (MEASURES, USER_TABLES) and before cohort.smk.
-from rviflow.designs import available_in_tables
-from rviflow.scans import longitudinal_sessions
-from rviflow.sessions import check_sessions, read_sessions
+from rviflow.cohort.designs import available_in_tables
+from rviflow.io.scans import longitudinal_sessions
+from rviflow.io.sessions import check_sessions, read_sessions
 
 DESIGN = config["design"]
 LONGITUDINAL = DESIGN["type"] == "longitudinal"
@@ -60,7 +60,7 @@ def _check_design():
     if not inputs:
         raise WorkflowError("rviflow: design.type longitudinal but no measure has per-session data (images with ses- "
                             "folders, or a cohort.tables file with a session column)")
-    if IMAGING:  # SCANS holds the baseline and follow-up scans analysed (rviflow.scans.analysed_scans)
+    if IMAGING:  # SCANS holds the baseline and follow-up scans analysed (rviflow.io.scans.analysed_scans)
         available, rows = {}, []
         for s in SCANS.values():
             available.setdefault(s.participant_id, set()).add(s.session or "")

@@ -1,4 +1,4 @@
-# Rules generated from the measure registry (rviflow.measures): series rules, each generated
+# Rules generated from the measure registry (rviflow.measures.registry): series rules, each generated
 # measure's step, parcellation and cohort table of ReHo and the generated measures, batch rules.
 # Globals and helpers: measures_inputs.smk. A new measure needs no rule file: see CONTRIBUTING.md.
 include: "measures_inputs.smk"

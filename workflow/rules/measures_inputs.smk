@@ -1,4 +1,4 @@
-# Generated from the measure registry (rviflow.measures). Per scan: the BOLD series the
+# Generated from the measure registry (rviflow.measures.registry). Per scan: the BOLD series the
 # measures read (denoise: confounds regressed + band-passed, for ReHo; regress: confounds regressed,
 # not band-passed, for ALFF-type measures), the step of every generated measure whose config
 # section says enabled: true (one rule per step, shared by a family such as alff / falff), and
@@ -52,7 +52,7 @@ def gen_files(spec):
 
 def measure_chain(step, key):
     """One scan's series -> step -> parcellation of each family member, as run_batch steps
-    (kwargs of rviflow.steps), with the per-scan rules' file names (batch.smk)."""
+    (kwargs of rviflow.pipeline.steps), with the per-scan rules' file names (batch.smk)."""
     s, spec = SCANS[key], STEP_SPECS[step]
     outs = gen_outputs(step, key)
     series = dict(bold=series_path(spec, ".nii.gz", key), json=series_path(spec, ".json", key))

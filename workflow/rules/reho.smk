@@ -1,5 +1,5 @@
 # Per scan: ReHo (Kendall's W) of the denoised series (rule denoise, its parcellation and the
-# cohort table: measures.smk, generated from rviflow.measures). Runs a nipype node.
+# cohort table: measures.smk, generated from rviflow.measures.registry). Runs a nipype node.
 MEASURES.append("reho")
 REHO_BATCHES = batches_of("reho", SCANS)  # {} unless batch_size > 0 (rules in batch.smk)
 REHO_OPTIONS = {k: config["reho"][k] for k in ("neighbourhood", "tie_correction", "smoothing_fwhm")}

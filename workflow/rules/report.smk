@@ -1,4 +1,4 @@
-# The run's report: one self-contained HTML page (rviflow.report) from every target of the run
+# The run's report: one self-contained HTML page (rviflow.report.document) from every target of the run
 # (rviflow_targets(), evaluated when the DAG is built, so stages included later count too) plus
 # the per-scan ReHo maps it shows. Sections whose inputs a run lacks say so; it never fails.
 REPORT_HTML = os.path.join(OUT, "report", "rviflow_report.html")

@@ -6,7 +6,7 @@ import json
 
 from snakemake.settings.types import DeploymentMethod
 
-from rviflow.resources import abagen_python, transcriptomics_inputs
+from rviflow.io.resources import abagen_python, transcriptomics_inputs
 
 TX = config["transcriptomics"]
 TX_DIR = group_path("transcriptomics")

@@ -1,0 +1,1 @@
+"""Cohort statistics: tables, harmonisation, effect sizes, co-localisation, RVI, prediction."""

@@ -1,0 +1,1 @@
+"""Per-subject measures: the registry describing each once, and each measure's science."""

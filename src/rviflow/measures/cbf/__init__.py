@@ -1,0 +1,1 @@
+"""Cerebral blood flow from BIDS ASL: quantification, kinetic models, perfusion helpers."""

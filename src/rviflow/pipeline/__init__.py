@@ -1,0 +1,1 @@
+"""Running steps: nipype interfaces, batch mode, the script runner, outcomes, locks."""

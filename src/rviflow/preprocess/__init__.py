@@ -1,0 +1,1 @@
+"""Per-scan preparation shared by measures: denoising, registration, parcellation."""

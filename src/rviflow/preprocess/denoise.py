@@ -1,0 +1,223 @@
+"""Nuisance regression and band-pass of fMRIPrep-preprocessed BOLD, using nilearn.
+
+Confounds are chosen with ``nilearn.interfaces.fmriprep.load_confounds`` (default 24 motion
+parameters + white matter + CSF, optional scrubbing by framewise displacement) and removed with
+``nilearn.signal.clean`` together with the band-pass (default 0.01-0.08 Hz), in one step so the
+filter and the regression do not reintroduce each other's signal.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from rviflow.errors import InputError
+
+DEFAULT_STRATEGY = ("motion", "wm_csf")
+
+
+def load_4d(path: str | Path, what: str = "BOLD") -> nib.Nifti1Image:
+    """Load a NIfTI and check it is a readable 4-D image (InputError otherwise)."""
+    try:
+        img = nib.load(str(path))
+        shape = img.shape
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise InputError(f"cannot read {what} image ({type(exc).__name__}: {exc})", path=str(path)) from None
+    if len(shape) != 4:
+        raise InputError(f"{what} image has {len(shape)} dimensions, a 4-D time series is needed", path=str(path))
+    return img
+
+
+def read_data(img: nib.Nifti1Image, path: str | Path, what: str = "BOLD") -> np.ndarray:
+    """The image's voxel data as float32; a truncated or corrupt file raises InputError."""
+    try:
+        return np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # zlib / EOF / short-read errors from a damaged .nii.gz
+        raise InputError(f"cannot read {what} voxel data, the file is truncated or corrupt "
+                         f"({type(exc).__name__}: {exc})".replace("\n", " "), path=str(path)) from None
+
+
+def load_mask(path: str | Path, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """Load a brain mask and check it is on the data grid."""
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:
+        raise InputError(f"cannot read brain mask ({type(exc).__name__}: {exc})", path=str(path)) from None
+    if data.shape[:3] != tuple(shape[:3]) or not np.allclose(img.affine, affine, atol=1e-3):
+        raise InputError(f"brain mask grid {data.shape} does not match the BOLD grid {tuple(shape[:3])}",
+                         path=str(path))
+    mask = data > 0
+    if not mask.any():
+        raise InputError("brain mask is empty", path=str(path))
+    return mask
+
+
+def repetition_time(bold_path: str | Path, img: nib.Nifti1Image) -> float:
+    """TR in seconds from the JSON sidecar (``RepetitionTime``), else the NIfTI header."""
+    side = Path(str(bold_path).replace(".nii.gz", ".json").replace(".nii", ".json"))
+    if side.exists():
+        tr = json.loads(side.read_text()).get("RepetitionTime")
+        if tr is not None:
+            return float(tr)
+    zooms = img.header.get_zooms()
+    tr = float(zooms[3]) if len(zooms) > 3 else 0.0
+    units = img.header.get_xyzt_units()[1]
+    if units == "msec":
+        tr /= 1000.0
+    if tr <= 0:
+        raise InputError("no RepetitionTime in the JSON sidecar and none in the NIfTI header", path=str(bold_path))
+    return tr
+
+
+#: fMRIPrep 1.2-1.3 CamelCase confound names (1.4 renamed them to snake_case, which nilearn reads)
+_CAMELCASE_CONFOUNDS = ("FramewiseDisplacement", "WhiteMatter", "GlobalSignal", "RotX", "stdDVARS", "aCompCor00")
+
+
+def confounds_path(bold_path: str | Path) -> Path:
+    """fMRIPrep's confounds TSV of a preprocessed BOLD: ``_desc-confounds_timeseries.tsv``
+    (fMRIPrep >= 20.2) or ``_desc-confounds_regressors.tsv`` (1.4-20.1), the one that exists."""
+    stem = str(bold_path).split("_space-")[0]
+    paths = [Path(f"{stem}_desc-confounds_{kind}.tsv") for kind in ("timeseries", "regressors")]
+    return next((p for p in paths if p.exists()), paths[0])
+
+
+def check_confounds_header(path: str | Path) -> None:
+    """InputError (one line) for confounds of fMRIPrep 1.2-1.3, whose CamelCase column names
+    (FramewiseDisplacement, X, RotX, WhiteMatter, ...) nilearn cannot read."""
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+    old = [c for c in _CAMELCASE_CONFOUNDS if c in header]
+    if old:
+        raise InputError(f"confounds have fMRIPrep 1.2-1.3 column names ({', '.join(old[:3])}); rviflow (nilearn) "
+                         "reads the confounds of fMRIPrep >= 1.4: re-run fMRIPrep (20.2 LTS or later)", path=str(path))
+
+
+def check_confounds_values(path: str | Path, columns) -> None:
+    """InputError naming the column and rows for n/a beyond the first row (fMRIPrep leaves n/a
+    only in the first row of derivatives / FD / DVARS; more, e.g. in concatenated runs, would
+    reach the regression as NaN)."""
+    raw = pd.read_csv(path, sep="\t", na_values="n/a", usecols=lambda c: c in set(columns))
+    later = raw.iloc[1:].isna()
+    if later.to_numpy().any():
+        col = later.columns[later.any()][0]
+        rows = (np.flatnonzero(later[col].to_numpy()) + 2).tolist()  # 1 = first data row
+        shown = ", ".join(map(str, rows[:5])) + (f" ... ({len(rows)} rows)" if len(rows) > 5 else "")
+        raise InputError(f"confounds column {col!r} has n/a beyond the first row (data rows {shown}); "
+                         "only the first row may be n/a (concatenated runs? use one file per run)", path=str(path))
+
+
+def denoise_bold(
+    bold_path: str | Path,
+    mask_path: str | Path,
+    strategy: tuple[str, ...] | list[str] = DEFAULT_STRATEGY,
+    motion: str = "full",
+    wm_csf: str = "basic",
+    global_signal: str = "basic",
+    scrub: bool = False,
+    fd_threshold: float = 0.5,
+    std_dvars_threshold: float = 1.5,
+    scrub_min_segment: int = 5,
+    high_pass: float | None = 0.01,
+    low_pass: float | None = 0.08,
+    min_timepoints: int = 50,
+) -> tuple[nib.Nifti1Image, dict]:
+    """Regress confounds and band-pass a preprocessed BOLD run.
+
+    Parameters
+    ----------
+    bold_path : path
+        ``*_desc-preproc_bold.nii.gz``; its ``*_desc-confounds_timeseries.tsv`` (+ .json) must
+        sit beside it with fMRIPrep naming (nilearn finds it from the BOLD name).
+    mask_path : path
+        Brain mask on the BOLD grid.
+    strategy, motion, wm_csf, global_signal
+        Passed to ``nilearn.interfaces.fmriprep.load_confounds``.
+    scrub : bool
+        Censor high-motion volumes (FD > ``fd_threshold`` mm or standardised DVARS >
+        ``std_dvars_threshold``), segments shorter than ``scrub_min_segment`` too.
+    high_pass, low_pass : float or None
+        Band-pass edges in Hz.
+    min_timepoints : int
+        Fewer volumes left after censoring raise InputError.
+
+    Returns
+    -------
+    img : Nifti1Image
+        (X, Y, Z, T_kept) float32 cleaned series, 0 outside the mask.
+    qc : dict
+        n_volumes, n_volumes_kept, mean_fd_mm, tr_s, voxel_size_mm ('2x2x2'), confounds (column names).
+    """
+    from nilearn.interfaces.fmriprep import load_confounds
+    from nilearn.signal import clean
+
+    img = load_4d(bold_path, "BOLD")
+    mask = load_mask(mask_path, img.shape, img.affine)
+    tr = repetition_time(bold_path, img)
+    n_vol = img.shape[3]
+    strategy = list(strategy) + (["scrub"] if scrub and "scrub" not in strategy else [])
+    conf = confounds_path(bold_path)
+    if conf.exists():
+        check_confounds_header(conf)
+    # nilearn finds the confounds from a .nii.gz name only; an uncompressed .nii is looked up as such
+    name = str(bold_path) + (".gz" if str(bold_path).endswith(".nii") else "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            confounds, sample_mask = load_confounds(
+                name, strategy=tuple(strategy), motion=motion, wm_csf=wm_csf,
+                global_signal=global_signal, scrub=scrub_min_segment, fd_threshold=fd_threshold,
+                std_dvars_threshold=std_dvars_threshold, demean=True,
+            )
+    except Exception as exc:
+        raise InputError(f"confounds unusable ({type(exc).__name__}: {exc})".replace("\n", " "),
+                         path=str(conf)) from None
+    check_confounds_values(conf, confounds.columns)
+    if len(confounds) != n_vol:
+        raise InputError(f"confounds have {len(confounds)} rows but the BOLD has {n_vol} volumes",
+                         path=str(bold_path))
+    kept = n_vol if sample_mask is None else len(sample_mask)
+    if kept < min_timepoints:
+        raise InputError(f"only {kept} volumes left after censoring (minimum {min_timepoints})", path=str(bold_path))
+
+    data = read_data(img, bold_path)
+    signals = data[mask].T  # (T, V)
+    del data
+    if not np.isfinite(signals).all():
+        raise InputError("BOLD has NaN or Inf values inside the brain mask", path=str(bold_path))
+    if not signals.any():
+        raise InputError("BOLD is all zeros inside the brain mask", path=str(bold_path))
+    try:
+        cleaned = clean(
+            signals, confounds=confounds.to_numpy(), sample_mask=sample_mask, t_r=tr,
+            low_pass=low_pass, high_pass=high_pass, detrend=True, standardize=None,
+            standardize_confounds=True, filter="butterworth",
+            butterworth__copy=True,  # nilearn's in-place default filters voxel by voxel (~100x slower)
+        ).astype(np.float32)
+    except ValueError as exc:
+        if "padlen" not in str(exc):
+            raise
+        # scipy's filtfilt pads by ~3 filter lengths: a series this short cannot be band-passed
+        raise InputError(f"{kept} volumes are too few to band-pass ({exc}); set denoise.high_pass and "
+                         "denoise.low_pass to null for such short runs", path=str(bold_path)) from None
+    out = np.zeros(mask.shape + (cleaned.shape[0],), dtype=np.float32)
+    out[mask] = cleaned.T
+    hdr = img.header.copy()
+    hdr.set_data_dtype(np.float32)
+    hdr["scl_slope"], hdr["scl_inter"] = np.nan, np.nan
+    out_img = nib.Nifti1Image(out, img.affine, hdr)
+
+    fd = None
+    if conf.exists():
+        raw = pd.read_csv(conf, sep="\t", na_values="n/a")
+        if "framewise_displacement" in raw:
+            fd = float(np.nanmean(raw["framewise_displacement"].to_numpy(dtype=float)))
+    voxel = "x".join(f"{z:g}" for z in img.header.get_zooms()[:3])
+    qc = dict(n_volumes=n_vol, n_volumes_kept=int(kept), mean_fd_mm=fd, tr_s=tr, voxel_size_mm=voxel,
+              confounds=list(confounds.columns), n_confounds=int(confounds.shape[1]))
+    return out_img, qc

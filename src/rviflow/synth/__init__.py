@@ -1,0 +1,1 @@
+"""Synthetic cohorts with a planted truth, for the demo and the tests."""

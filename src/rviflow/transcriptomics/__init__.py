@@ -1,0 +1,1 @@
+"""Imaging transcriptomics: AHBA expression, gene-map association, spatial nulls, enrichment."""
