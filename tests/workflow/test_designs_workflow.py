@@ -104,3 +104,18 @@ def test_bad_session_input_one_line_each_and_in_qc(longitudinal_run):
     assert eff["n_case"].iloc[0] + eff["n_control"].iloc[0] == N  # sub-900 has no baseline: not in it
     ca = pd.read_csv(out / "group" / "change_associations.tsv", sep="\t")
     assert ca["n"].iloc[0] == ch[ch["group"] == "MDD"]["n"].iloc[0] - 2  # sub-002 and sub-004 lack a symptom change
+
+
+def test_report_shows_the_designs_and_their_methods(longitudinal_run):
+    import re
+
+    proc, out, cohort = longitudinal_run
+    html = (out / "report" / "rviflow_report.html").read_text()
+    status = dict(re.findall(r'<section id="([a-z-]+)" data-status="([a-z]+)"', html))
+    assert status["longitudinal"] == "ok" and status["associations"] == "ok", status
+    assert "error" not in status.values(), status
+    body = html[html.index('id="longitudinal"'):html.index('id="transcriptomics"')]
+    assert body.count("data:image/png;base64,") >= 4  # change map + forest, coupling map, association map
+    methods = html[html.index('id="methods"'):]
+    assert "paired t test" in methods and "permutations of the response within site" in methods
+    assert "Region-level associations of each measure with crp" in methods
