@@ -60,7 +60,7 @@ def _rates(ps, alpha=0.05):
 
 def test_change_and_change_symptom_p_are_calibrated_and_find_planted_effects():
     rng = np.random.default_rng(18)
-    n_sim = 300
+    n_sim = 200
     p_change, p_couple, p_diff, fwer_change, fwer_couple, p_naive = [], [], [], [], [], []
     for _ in range(n_sim):
         parts, base, follow, delta = _cohort(rng)
@@ -106,7 +106,7 @@ def test_change_and_change_symptom_p_are_calibrated_and_find_planted_effects():
 
 def test_response_prediction_permutation_p_is_calibrated_and_finds_a_planted_predictor():
     rng = np.random.default_rng(19)
-    n_sim, n_perm = 150, 99
+    n_sim, n_perm = 120, 99
     p_null = []
     for _ in range(n_sim):
         parts, base, _, delta = _cohort(rng, n=40)
@@ -137,7 +137,7 @@ def test_response_prediction_permutation_p_is_calibrated_and_finds_a_planted_pre
 
 def test_association_p_is_calibrated_and_finds_a_planted_association():
     rng = np.random.default_rng(20)
-    n_sim = 300
+    n_sim = 200
     p_adj, p_naive, fwer = [], [], []
     for _ in range(n_sim):
         parts, base, _, _ = _cohort(rng)
@@ -149,13 +149,13 @@ def test_association_p_is_calibrated_and_finds_a_planted_association():
         p_naive.append(naive["p"].iloc[10])
     power = []
     for _ in range(25):
-        parts, base, _, _ = _cohort(rng, assoc=1.0)
+        parts, base, _, _ = _cohort(rng, assoc=1.3)
         res = associations({"m": base}, parts, ["crp"], {"MDD": ["MDD"]}, "diagnosis", ["age", "sex"], "site")
         power.append(np.mean(res["q_fdr"].iloc[:5] < 0.05))
     lo, hi = binomial_interval(n_sim)
     rows = [dict(p="association, partial r (covariates + site)", n_sim=n_sim, fpr=_rates(p_adj),
                  fwer_bh=float(np.mean(fwer)), interval=f"[{lo:.3f}, {hi:.3f}]", power=float(np.mean(power)),
-                 planted="slope 1.0 per unit of the variable (r ~0.45) in 5 of 40 regions, q < 0.05"),
+                 planted="slope 1.3 per unit of the variable (partial r ~0.55) in 5 of 40 regions, q < 0.05"),
             dict(p="association NOT adjusted (shows the null has confounding)", n_sim=n_sim, fpr=_rates(p_naive),
                  fwer_bh=float("nan"), interval="-", power=float("nan"), planted="-")]
     record("designs: region-level associations", rows,
