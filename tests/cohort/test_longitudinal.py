@@ -188,3 +188,21 @@ def test_longitudinal_sessions_keeps_baseline_and_followup_and_says_why_not():
     assert by[("sub-02", "pre")]["status"] == "ok" and "baseline only" in by[("sub-02", "pre")]["reason"]
     assert by[("sub-03", "post")]["status"] == "failed" and "x_bold.nii.gz" in by[("sub-03", "post")]["reason"]
     assert by[("sub-04", "mid")]["status"] == "failed" and "ses-mid is neither" in by[("sub-04", "mid")]["reason"]
+
+
+def test_design_maps_for_the_transcriptomics(tmp_path):
+    """change_<m> = the case group's d_z (not the difference rows); assoc_<m>_<var> = partial r of
+    the variable's first group; read through the transcriptomics' map reader."""
+    from rviflow.transcriptomics.association import read_map
+
+    change = pd.DataFrame(dict(measure="reho", region=["a", "b", "a", "b"], group=["MDD", "MDD", "MDD-HC", "MDD-HC"],
+                               d_z=[0.5, -0.2, 9.0, 9.0]))
+    change.to_csv(tmp_path / "change.tsv", sep="\t", index=False)
+    m = read_map("change_reho", str(tmp_path / "change.tsv"))
+    assert m.to_dict() == {"a": 0.5, "b": -0.2}
+    assoc = pd.DataFrame(dict(measure="reho", region=["a", "b", "a"], variable=["crp", "crp", "crp"],
+                              group=["MDD", "MDD", "all"], r_partial=[0.3, 0.1, 0.7]))
+    assoc.to_csv(tmp_path / "associations.tsv", sep="\t", index=False)
+    assert read_map("assoc_reho_crp", str(tmp_path / "associations.tsv")).to_dict() == {"a": 0.3, "b": 0.1}
+    with pytest.raises(InputError, match="no rows for 'assoc_reho_il6'"):
+        read_map("assoc_reho_il6", str(tmp_path / "associations.tsv"))
