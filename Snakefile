@@ -21,6 +21,7 @@ include: "workflow/rules/common.smk"
 if IMAGING:  # fmriprep_dir given; else the cohort stage runs on regional tables alone
 
     include: "workflow/rules/reho.smk"
+    include: "workflow/rules/cbf_inputs.smk"
     include: "workflow/rules/measures.smk"
     include: "workflow/rules/cbf.smk"
     include: "workflow/rules/batch.smk"

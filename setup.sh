@@ -11,19 +11,13 @@ PY="${PYTHON:-python3}"
 # packages. --require-hashes refuses anything not in the lock, or not byte-identical to it.
 pip_lock() {  # pip_lock VENV LOCKFILE: install exactly the lock into VENV (idempotent via a stamp)
     local venv="$1" lock="$2" want
-    want="$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)"
+    want="$(sha256sum "$lock" | cut -d' ' -f1)"   # the lock alone decides what the venv holds
     [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
     if [ ! -f "$venv/.rviflow-installed" ] || [ "$(cat "$venv/.rviflow-installed")" != "$want" ]; then
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
-        # packages the lock no longer holds (an older lock's) would shadow nothing but mislead: drop them
-        "$venv/bin/python" - "$lock" <<'PY'
-import importlib.metadata as md, re, subprocess, sys
-keep = {re.sub(r"[-_.]+", "-", m.group(1).lower()) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==", open(sys.argv[1]).read(), re.M)}
-keep |= {"pip", "rviflow"}
-extra = sorted({re.sub(r"[-_.]+", "-", d.metadata["Name"].lower()) for d in md.distributions()} - keep)
-if extra:
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", *extra], check=True)
-PY
+        # packages the lock no longer holds (an older lock's) would mislead: drop them (stdlib-only
+        # helper, run with the venv's own python; rviflow.pipeline.envlock parses locks the same way)
+        "$venv/bin/python" src/rviflow/pipeline/lockfile.py prune "$lock"
         echo "$want" > "$venv/.rviflow-installed"
     fi
 }

@@ -1,11 +1,9 @@
 """Snakemake script: region-level associations with participant variables (group/associations.tsv;
 rviflow.cohort.designs)."""
-from rviflow.cohort.designs import run_associations
-from rviflow.pipeline.outcome import cohort_rule
+from rviflow.pipeline.runner import run_cohort
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:
-    if go:
-        p = sm.params
-        run_associations(list(sm.input.tables), list(p.measures), sm.input.participants, dict(p.spec), list(p.analyses),
-                         dict(p.design), p.bids_dir, sm.output[0], sm.input.participants_raw)
+p = sm.params
+run_cohort(sm, "rviflow.cohort.designs:run_associations", tables=list(sm.input.tables), measures=list(p.measures),
+           participants_tsv=sm.input.participants, spec=dict(p.spec), items=list(p.analyses), design=dict(p.design),
+           bids_dir=p.bids_dir, out=sm.output[0], participants_raw=sm.input.participants_raw)

@@ -1,11 +1,10 @@
 """Snakemake script: covariate-adjusted effect sizes of every measure (rviflow.cohort.tables)."""
-from rviflow.cohort.tables import run_effect_sizes
-from rviflow.pipeline.outcome import cohort_rule
+from rviflow.pipeline.runner import run_cohort
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:
-    if go:
-        g = sm.params.groups
-        run_effect_sizes(list(sm.input.tables), list(sm.params.measures), sm.input.participants, g["column"], g["case"],
-                         g["control"], list(sm.params.covariates), sm.params.site_column or None, sm.params.min_per_group,
-                         sm.output.effects, sm.output.qc, sm.log[0])
+g = sm.params.groups
+run_cohort(sm, "rviflow.cohort.tables:run_effect_sizes", tables=list(sm.input.tables), measures=list(sm.params.measures),
+           participants_tsv=sm.input.participants, group_column=g["column"], case_label=g["case"],
+           control_label=g["control"], covariates=list(sm.params.covariates),
+           site_column=sm.params.site_column or None, min_per_group=sm.params.min_per_group,
+           out_effects=sm.output.effects, out_qc=sm.output.qc)

@@ -1,10 +1,8 @@
 """Snakemake script: ComBat (neuroHarmonize) of one measure; harmonised table + saved model."""
-from rviflow.cohort.stats import CohortSpec, run_harmonize
-from rviflow.pipeline.outcome import cohort_rule
+from rviflow.cohort.stats import CohortSpec
+from rviflow.pipeline.runner import run_cohort
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
-with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:
-    if go:
-        spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params.covariates, sm.params.site_column,
-                                      sm.params.min_per_group)
-        run_harmonize(sm.input.table, sm.wildcards.measure, spec, sm.params.min_per_site, sm.output.table, sm.output.model)
+sm, p = snakemake, snakemake.params  # noqa: F821 (injected by Snakemake)
+run_cohort(sm, "rviflow.cohort.stats:run_harmonize", table=sm.input.table, measure=sm.wildcards.measure,
+           spec=CohortSpec.from_config(sm.input.participants, **p.cohort), min_per_site=p.min_per_site,
+           out_table=sm.output.table, out_model=sm.output.model)

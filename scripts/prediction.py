@@ -1,11 +1,9 @@
 """Snakemake script: nested cross-validated classifiers / SVR on regional features (group/prediction.tsv)."""
-from rviflow.cohort.stats import CohortSpec, run_prediction
-from rviflow.pipeline.outcome import cohort_rule
+from rviflow.cohort.stats import CohortSpec
+from rviflow.pipeline.runner import run_cohort
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
-with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:
-    if go:
-        spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params.covariates, sm.params.site_column,
-                                      sm.params.min_per_group, sm.params.symptoms)
-        run_prediction(list(sm.input.tables), list(sm.params.measures), spec, sm.params.harmonize, sm.params.min_per_site,
-                       sm.params.outer_folds, sm.params.inner_folds, sm.params.seed, sm.output[0])
+sm, p = snakemake, snakemake.params  # noqa: F821 (injected by Snakemake)
+run_cohort(sm, "rviflow.cohort.stats:run_prediction", tables=list(sm.input.tables), measures=list(p.measures),
+           spec=CohortSpec.from_config(sm.input.participants, **p.cohort, symptoms=p.symptoms),
+           harmonize=p.harmonize, min_per_site=p.min_per_site, outer_folds=p.outer_folds,
+           inner_folds=p.inner_folds, seed=p.seed, out=sm.output[0])

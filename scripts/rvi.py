@@ -1,13 +1,12 @@
 """Snakemake script: RVI / AVI per subject and measure, discrimination, symptoms, EPs, frozen references."""
-from rviflow.cohort.stats import CohortSpec, run_rvi
-from rviflow.pipeline.outcome import cohort_rule
+from rviflow.cohort.stats import CohortSpec
+from rviflow.pipeline.runner import run_cohort
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
-with cohort_rule(sm.rule, sm.input, sm.output, sm.log[0] if sm.log else None) as go:
-    if go:
-        spec = CohortSpec.from_config(sm.input.participants, sm.params.groups, sm.params.covariates, sm.params.site_column,
-                                      sm.params.min_per_group, sm.params.symptoms)
-        run_rvi(list(sm.input.tables), list(sm.params.measures), spec, sm.params.folds, sm.params.seed,
-                sm.params.within_site, dict(sm.params.expected_patterns), list(sm.input.combat) or None, sm.output.rvi,
-                sm.output.summary, sm.output.symptoms, list(sm.output.patterns), list(sm.output.references),
-                sm.params.n_boot, list(sm.input.raw) or None, sm.params.min_per_site, sm.params.n_perm)
+sm, p = snakemake, snakemake.params  # noqa: F821 (injected by Snakemake)
+run_cohort(sm, "rviflow.cohort.stats:run_rvi", tables=list(sm.input.tables), measures=list(p.measures),
+           spec=CohortSpec.from_config(sm.input.participants, **p.cohort, symptoms=p.symptoms), folds=p.folds,
+           seed=p.seed, within_site=p.within_site, patterns=dict(p.expected_patterns),
+           combat_models=list(sm.input.combat) or None, raw_tables=list(sm.input.raw) or None,
+           out_rvi=sm.output.rvi, out_summary=sm.output.summary, out_symptoms=sm.output.symptoms,
+           out_patterns=list(sm.output.patterns), out_references=list(sm.output.references), n_boot=p.n_boot,
+           min_per_site=p.min_per_site, n_perm=p.n_perm)

@@ -1,12 +1,9 @@
 """Snakemake script: gene-map correlations vs spatial null maps + PLS (rviflow.transcriptomics.association)."""
-import contextlib
+from rviflow.pipeline.runner import run
 
-from rviflow.transcriptomics.association import run_gene_association
-
-sm = snakemake  # noqa: F821 (injected by Snakemake)
-with open(sm.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-    p = sm.params
-    run_gene_association(sm.wildcards.map, sm.input.map, sm.input.expression, sm.input.atlas_image,
-                         sm.input.atlas_labels, sm.output.genes, sm.output.pls, p.cortex_only, p.left_only,
-                         p.null_method, p.n_nulls, p.pls_components, p.n_boot, p.seed,
-                         out_null_maps=sm.output.null_maps)
+sm, p = snakemake, snakemake.params  # noqa: F821 (injected by Snakemake)
+run(sm, "rviflow.transcriptomics.association:run_gene_association", map_name=sm.wildcards.map,
+    map_path=sm.input.map, expression_tsv=sm.input.expression, atlas_image=sm.input.atlas_image,
+    atlas_labels=sm.input.atlas_labels, out_genes=sm.output.genes, out_pls=sm.output.pls,
+    cortex_only=p.cortex_only, left_only=p.left_only, null_method=p.null_method, n_nulls=p.n_nulls,
+    n_components=p.pls_components, n_boot=p.n_boot, seed=p.seed, out_null_maps=sm.output.null_maps)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from rviflow.io.config import schema_defaults
+
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 #: the local profile (keep-going, rerun-incomplete) that `rviflow run` / `demo` use unless given --profile
@@ -37,6 +39,10 @@ def run_snakemake(args: list[str], workdir: str | Path | None = None, output_dir
         cmd += ["--directory", str(workdir)]
     if not any(a == "--profile" or a.startswith("--profile=") for a in args):
         cmd += ["--profile", str(DEFAULT_PROFILE)]
+    if not any(a == "--workflow-profile" or a.startswith("--workflow-profile=") for a in args):
+        # rviflow has no workflow profile; without this, Snakemake takes any folder named "default"
+        # in the working directory (e.g. an output_dir) for one and stops
+        cmd += ["--workflow-profile", "none"]
     if not any(a in ("--cores", "-c", "--jobs", "-j", "--profile", "--dry-run", "-n") or a.startswith(("--cores=", "-c"))
                for a in args):
         cmd += ["--cores", "all"]
@@ -221,7 +227,7 @@ def cmd_reho(a) -> int:
         mask = (load_mask(a.mask, img.shape, img.affine) if a.mask
                 else np.ones(img.shape[:3], dtype=bool))
         w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, a.neighbourhood,
-                           tie_correction=not a.no_tie_correction)
+                           tie_correction=a.tie_correction)
     except InputError as exc:
         print(f"rviflow reho: {exc}", file=sys.stderr)
         return 2
@@ -238,12 +244,13 @@ def cmd_cbf(a) -> int:
     import numpy as np
 
     from rviflow.io.bids import write_json
-    from rviflow.measures.cbf.quantify import CbfOptions
+    from rviflow.measures.cbf.quantify import CbfOptions, cbf_options
     from rviflow.errors import InputError
     from rviflow.measures.cbf.perfusion import quantify_file
 
-    opts = CbfOptions(m0_fwhm=a.m0_fwhm, t1_blood=a.t1_blood, labeling_efficiency=a.labeling_efficiency,
-                      m0_tr_limit=a.m0_tr_limit, bs_with_labeling_efficiency=a.bs_with_labeling_efficiency)
+    given = dict(m0_fwhm=a.m0_fwhm, t1_blood=a.t1_blood, labeling_efficiency=a.labeling_efficiency,
+                 m0_tr_limit=a.m0_tr_limit, bs_with_labeling_efficiency=a.bs_with_labeling_efficiency)
+    opts = CbfOptions(**{**cbf_options(schema_defaults("cbf")), **given})
     try:
         res, affine, brain = quantify_file(a.asl, a.m0, a.mask, opts, a.m0_tr)
     except InputError as exc:
@@ -312,17 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("bold")
     h.add_argument("--mask")
     h.add_argument("--out", required=True)
-    h.add_argument("--neighbourhood", type=int, choices=(7, 19, 27), default=27)
-    h.add_argument("--no-tie-correction", action="store_true", help="uncorrected W, as DPABI / C-PAC")
+    reho, cbf = schema_defaults("reho"), schema_defaults("cbf")  # the defaults are the config schema's
+    h.add_argument("--neighbourhood", type=int, choices=(7, 19, 27), default=reho["neighbourhood"])
+    h.add_argument("--no-tie-correction", dest="tie_correction", action="store_false",
+                   default=reho["tie_correction"], help="uncorrected W, as DPABI / C-PAC")
 
     c = sub.add_parser("cbf", help="CBF (ml/100 g/min) of one BIDS-ASL file, sidecars found by BIDS naming")
     c.add_argument("asl", help="*_asl.nii.gz (with *_asl.json, *_aslcontext.tsv beside it)")
     c.add_argument("--out", required=True)
     c.add_argument("--m0", help="separate M0 image (default: the sidecar's M0Type)")
     c.add_argument("--mask", help="brain mask on the ASL grid (default: EPI mask of M0 / mean control)")
-    c.add_argument("--m0-fwhm", type=float, default=5.0, help="M0 smoothing FWHM in mm (0 = off)")
+    c.add_argument("--m0-fwhm", type=float, default=cbf["m0_fwhm"], help="M0 smoothing FWHM in mm (0 = off)")
     c.add_argument("--m0-tr", type=float, help="repetition time (s) of the --m0 image (default: its JSON sidecar)")
-    c.add_argument("--m0-tr-limit", type=float, default=5.0,
+    c.add_argument("--m0-tr-limit", type=float, default=cbf["m0_tr_limit"],
                    help="M0 with a shorter TR (s) is divided by 1 - exp(-TR/T1 tissue) (0 = never)")
     c.add_argument("--t1-blood", type=float, help="T1 of arterial blood in s (default: 1.65 at 3 T, 1.35 at 1.5 T)")
     c.add_argument("--labeling-efficiency", type=float,

@@ -95,7 +95,12 @@ def test_cbf_step_records_one_line_and_a_failed_sidecar(tmp_path, capsys):
     nib.save(nib.Nifti1Image(np.ones((6, 6, 4), np.uint8), np.diag([4.0, 4, 4, 1])), mask)
     out = {k: str(tmp_path / "out" / f"x_{k}.nii.gz") for k in ("cbf", "rel", "mask")}
     out["json"] = str(tmp_path / "out" / "x_cbf.json")
-    ok = cbf_step(str(path), out, str(mask), default_atlas()[0], str(tmp_path / "work"), "sub-07")
+    from rviflow.io.config import schema_defaults
+    from rviflow.measures.cbf.quantify import cbf_options
+
+    cfg = schema_defaults("cbf")
+    ok = cbf_step(str(path), out, str(mask), default_atlas()[0], str(tmp_path / "work"), "sub-07", source="asl",
+                  options=cbf_options(cfg), in_template=True, reference=cfg["reference"], on_error="exclude")
     assert not ok
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "sub-07" in ln]
     assert len(lines) == 1 and "sub-07_aslcontext.tsv" in lines[0] and "volume_type" in lines[0]

@@ -167,7 +167,7 @@ def test_real_fmriprep_layouts_are_discovered(tmp_path):
 
 def test_failed_cohort_rule_writes_markers_and_downstream_skips(tmp_path):
     out = [tmp_path / "a.tsv", tmp_path / "b.pkl"]
-    with cohort_rule("rvi", [], out, str(tmp_path / "log")) as go:
+    with cohort_rule("rvi", [], out) as go:
         assert go
         raise InputError("reho: 2 cases and 1 controls in a training fold")
     reason = failure_of(out[0])

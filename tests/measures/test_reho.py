@@ -17,7 +17,8 @@ import pytest
 from scipy.stats import rankdata
 
 from rviflow.errors import InputError
-from rviflow.measures.reho import neighbourhood_sum, normalise_reho, rank_series, reho_map
+from rviflow.measures.normalise import normalise_in_mask
+from rviflow.measures.reho import neighbourhood_sum, rank_series, reho_map
 
 MAX_SQ_LEN = {7: 1, 19: 2, 27: 3}
 
@@ -236,13 +237,13 @@ def test_zero_variance_voxels_leave_mask():
     np.testing.assert_allclose(w, expected, rtol=0, atol=2e-7)
 
 
-# ---------------------------------------------------------------- normalise_reho
-def test_normalise_reho_matches_statistics_module():
+# ---------------------------------------------------------------- normalise_in_mask (m/z maps)
+def test_normalise_in_mask_matches_statistics_module():
     """Reference: statistics.mean / statistics.stdev (sample SD) of the in-mask values."""
     rng = np.random.default_rng(4)
     w = rng.random((5, 4, 3)).astype(np.float32)
     mask = rng.random((5, 4, 3)) < 0.6
-    m, z = normalise_reho(w, mask)
+    m, z = normalise_in_mask(w, mask, "ReHo")
     vals = [float(v) for v in w[mask]]
     mean, sd = statistics.mean(vals), statistics.stdev(vals)
     np.testing.assert_allclose(m[mask], np.array(vals) / mean, rtol=1e-6)
@@ -250,10 +251,10 @@ def test_normalise_reho_matches_statistics_module():
     assert (m[~mask] == 0).all() and (z[~mask] == 0).all()
 
 
-def test_normalise_reho_constant_map_raises():
+def test_normalise_in_mask_constant_map_raises():
     """A constant map has no SD: a user error, not a division by zero."""
     with pytest.raises(InputError):
-        normalise_reho(np.full((3, 3, 3), 0.5, dtype=np.float32), np.ones((3, 3, 3), dtype=bool))
+        normalise_in_mask(np.full((3, 3, 3), 0.5, dtype=np.float32), np.ones((3, 3, 3), dtype=bool), "ReHo")
 
 
 # ---------------------------------------------------------------- bad input, one per case

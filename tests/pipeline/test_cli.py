@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -76,6 +78,14 @@ def test_run_passes_snakemake_arguments(tmp_path):
                                        output_dir=str(tmp_path / "out"), task="rest", space="MNI152NLin2009cAsym")))
     assert main(["run", "--configfile", str(cfg), "--dry-run", "--quiet", "--directory", str(tmp_path)]) == 0
     assert not (tmp_path / "out").exists()
+    # a folder named "default" where it runs is not taken for a Snakemake workflow profile
+    (tmp_path / "default").mkdir()
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        assert main(["run", "--configfile", str(cfg), "--dry-run", "--quiet", "--directory", str(tmp_path)]) == 0
+    finally:
+        os.chdir(cwd)
     bad = tmp_path / "bad.yaml"
     bad.write_text(cfg.read_text().replace("task: rest", "task: rest_state"))
     assert main(["run", "--configfile", str(bad), "--dry-run", "--directory", str(tmp_path)]) != 0

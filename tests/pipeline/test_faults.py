@@ -348,7 +348,8 @@ def test_step_write_fault_through_nipype_fails_in_one_line(tmp_path, monkeypatch
     image, labels = default_atlas()
     with pytest.raises(SystemExit) as info:
         parcellate_step(str(reho), str(side), str(valid), image, labels, "reho", str(out_tsv), str(out_json),
-                        str(tmp_path / "work"), "sub-07", "", on_error=on_error, log=str(tmp_path / "step.log"))
+                        str(tmp_path / "work"), "sub-07", "", on_error=on_error, log=str(tmp_path / "step.log"),
+                        min_coverage=0.0, min_regions=0.5)
     msg = str(info.value.code)
     assert msg == f"rviflow parcellate: sub-07: cannot write {out_tsv}: No space left on device (ENOSPC)", msg
     assert (tmp_path / "step.log").read_text() == msg + "\n"

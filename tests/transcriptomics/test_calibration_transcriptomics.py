@@ -135,28 +135,28 @@ def check_and_record(section: str, df: pd.DataFrame, note: str) -> list[str]:
     return failures
 
 
-def test_brainsmash_null_p_values_are_calibrated_on_smooth_random_maps(ahba):
-    """Default null (BrainSMASH from MNI centroid distances), maps smooth in MNI distance."""
-    df = null_rates(ahba, "brainsmash", n_sim=120, seed=1)
-    failures = check_and_record(
-        "transcriptomics: BrainSMASH null (default)", df,
-        f"Real AHBA DK table, left-hemisphere cortex (34 regions, 15,633 genes), 500 random GO BP sets "
-        f"(15-500 genes). Null data: Gaussian random field maps, exponential covariance ({LENGTH_MM:.0f} mm) over "
-        f"the DK atlas centroids (MNI mm); {N_NULL} BrainSMASH null maps per map. Rate = share of maps with "
-        f"p <= 0.05; 'all_*' rows = mean share of all genes / sets; q: share of maps with any set at q <= 0.05 "
-        f"(with {N_NULL} nulls the smallest p is 0.01, so q <= 0.05 needs >= 100 sets at that p).")
-    assert not failures, failures
+NULLS = {  # null method -> (section, simulations, seed, how the null data were made)
+    "brainsmash": ("transcriptomics: BrainSMASH null (default)", 120, 1,
+                   f"Real AHBA DK table, left-hemisphere cortex (34 regions, 15,633 genes), 500 random GO BP sets "
+                   f"(15-500 genes). Null data: Gaussian random field maps, exponential covariance ({LENGTH_MM:.0f} mm) "
+                   f"over the DK atlas centroids (MNI mm); {N_NULL} BrainSMASH null maps per map. Rate = share of maps "
+                   f"with p <= 0.05; 'all_*' rows = mean share of all genes / sets; q: share of maps with any set at "
+                   f"q <= 0.05 (with {N_NULL} nulls the smallest p is 0.01, so q <= 0.05 needs >= 100 sets at that p)."),
+    "spin": ("transcriptomics: spin null", 200, 2,
+             f"As the BrainSMASH section, with maps smooth over great-circle distances of the DK parcels on the "
+             f"fsaverage5 sphere (100 mm radius, {LENGTH_MM:.0f} mm length) and {N_NULL} spin null maps per map. "
+             f"(Exploratory, not asserted: maps smooth in MNI distance instead gave gene p_spatial <= 0.05 for 8% of "
+             f"genes with the spin null over 400 maps; BrainSMASH, the default, stayed at 5% on both geometries.)"),
+}
 
 
-def test_spin_null_p_values_are_calibrated_on_surface_smooth_random_maps(ahba):
-    """Spin null (fsaverage5 sphere), maps smooth along the sphere."""
-    df = null_rates(ahba, "spin", n_sim=200, seed=2)
-    failures = check_and_record(
-        "transcriptomics: spin null", df,
-        f"As the BrainSMASH section, with maps smooth over great-circle distances of the DK parcels on the "
-        f"fsaverage5 sphere (100 mm radius, {LENGTH_MM:.0f} mm length) and {N_NULL} spin null maps per map. "
-        f"(Exploratory, not asserted: maps smooth in MNI distance instead gave gene p_spatial <= 0.05 for 8% of "
-        f"genes with the spin null over 400 maps; BrainSMASH, the default, stayed at 5% on both geometries.)")
+@pytest.mark.parametrize("method", list(NULLS))
+def test_null_p_values_are_calibrated_on_smooth_random_maps(ahba, method):
+    """Each spatial null on random maps smooth in its own geometry: BrainSMASH (the default, from
+    MNI centroid distances; maps smooth in MNI distance) and spin (fsaverage5 sphere; maps smooth
+    along the sphere)."""
+    section, n_sim, seed, note = NULLS[method]
+    failures = check_and_record(section, null_rates(ahba, method, n_sim=n_sim, seed=seed), note)
     assert not failures, failures
 
 

@@ -180,6 +180,37 @@ def _trt_config(c, out, **kw):
                 cohort={**COHORT_OFF, "harmonize": False}, **kw)
 
 
+
+def test_a_slab_is_excluded_by_default_and_analysed_on_its_covered_regions_by_config(tmp_path):
+    """7t_trt's acq-prefrontal slab (~30% of the brain, issue #15): by default each scan is
+    excluded naming how many regions it covers and the key; with atlas.min_regions 0 and
+    min_coverage 0.5 it is analysed on its covered regions: those have values in every subject,
+    the others are n/a and left out of the effect sizes (not a run failure)."""
+    c = _trt_cohort(tmp_path, sessions=("1",))
+    proc = rviflow_run(tmp_path, _trt_config(c, tmp_path / "excluded", acq="prefrontal"))  # (a dir named
+    # "default" in the working directory would be taken by Snakemake for its workflow profile)
+    qc = assert_outcome_files(tmp_path / "excluded", proc)
+    bad = qc[(qc["acq"] == "prefrontal") & (qc["status"] == "failed")]
+    assert len(bad) == 8 and bad["reason"].str.contains(r"covers 2\d of 83 atlas regions.*atlas\.min_regions").all()
+
+    out = tmp_path / "slab"
+    proc = rviflow_run(tmp_path, _trt_config(c, out, acq="prefrontal", atlas={"min_regions": 0.0, "min_coverage": 0.5}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    qc = assert_outcome_files(out, proc)
+    assert not (qc["status"] == "failed").any(), qc[qc["status"] == "failed"]
+    parcels = pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t", na_values="n/a")
+    regions = [r for r in parcels.columns if r not in ("participant_id", "session")]
+    has = parcels[regions].notna()
+    assert len(parcels) == 8 and has.eq(has.iloc[0]).all().all()  # the same slab in everyone
+    kept = [r for r in regions if has[r].iloc[0]]
+    assert 5 <= len(kept) < 42
+    side = json.loads(next(out.glob("sub-01/**/*acq-prefrontal*desc-reho_parcels.json")).read_text())
+    assert side["QC"]["regions_with_data"] == len(kept)
+    assert all(side["QC"]["covered_fraction"][r] >= 0.5 for r in kept)
+    eff = pd.read_csv(out / "group" / "effect_sizes.tsv", sep="\t")
+    assert sorted(eff["region"]) == sorted(kept) and eff["d"].notna().all()
+    assert "regions have no data in any subject" in (out / "logs" / "effect_sizes.log").read_text()
+
 def test_sessions_need_a_choice_and_the_choice_is_that_sessions_result(tmp_path):
     both = _trt_cohort(tmp_path / "both")
     proc = rviflow_run(tmp_path / "both", _trt_config(both, tmp_path / "both" / "out"))

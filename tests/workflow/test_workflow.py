@@ -216,3 +216,25 @@ def test_bad_asl_one_clear_message(broken_run):
     cbf = pd.read_csv(out / "group" / "parcels_cbf.tsv", sep="\t")
     assert "sub-005" not in set(cbf["participant_id"])
     assert "sub-005" in set(pd.read_csv(out / "group" / "parcels_reho.tsv", sep="\t")["participant_id"])
+
+
+def test_every_rule_writes_its_log(pipeline_run):
+    """Every script writes its rule's log through rviflow.pipeline.runner (issue: 9 of 14 logs were
+    0 bytes after a demo): no log is empty, and each names its rule on its first line."""
+    _, out, _ = pipeline_run
+    logs = sorted((out / "logs").rglob("*.log"))
+    kinds = {p.relative_to(out / "logs").parts[0].removesuffix(".log") for p in logs}  # logs/<step>/<scan>.log
+    assert {"denoise", "reho", "parcellate_reho", "cbf", "parcellate_cbf", "collect_reho", "collect_cbf", "effect_sizes", "qc_table", "report",
+            "participants_table", "dataset_description", "rvi", "prediction"} <= kinds, kinds
+    empty = [str(p.relative_to(out)) for p in logs if p.stat().st_size == 0]
+    assert not empty, empty
+    unnamed = [str(p.relative_to(out)) for p in logs if not p.read_text().startswith("rviflow: rule ")]
+    assert not unnamed, unnamed
+
+
+def test_a_failing_step_has_its_error_in_its_log(broken_run):
+    """sub-004's 3-D BOLD fails its denoise step: the one-line reason is in that scan's denoise log
+    (it used to reach only Snakemake's stream)."""
+    _, out = broken_run
+    log = next((out / "logs" / "denoise").rglob("sub-004*.log")).read_text()  # logs/denoise/<scan>.log
+    assert "sub-004" in log and "3 dimensions" in log, log

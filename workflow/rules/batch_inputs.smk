@@ -29,5 +29,6 @@ def cbf_chain(key):
             atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure=m, out_tsv=f(parc.output.tsv),
             out_json=f(parc.output.json), work_dir=work_dir("parcellate", key), session=p.session or "",
             log=log_path(f"parcellate_{m}", key), brain_mask=p.reference, min_coverage=CBF["min_coverage"],
+            min_regions=config["atlas"]["min_regions"],
             **common)))
     return dict(key=key, participant_id=p.participant_id, steps=steps)

@@ -1,5 +1,6 @@
 # CBF inputs: the ASL series (or perfusion maps) of the subjects being processed, found once at
-# parse time through rviflow.io.asl; CBF measures registered in MEASURES; output naming.
+# parse time through rviflow.io.asl; output naming. (CBF's parcellation and cohort tables:
+# measures.smk, generated from the registry like every measure's.)
 from rviflow.io.asl import plan_cbf_inputs
 
 CBF = config["cbf"]
@@ -29,8 +30,6 @@ CBF_INPUTS = _cbf_inputs()
 CBF_BATCHES = batches_of("cbf", CBF_INPUTS)  # {} unless batch_size > 0 (rules in batch.smk)
 CBF_MEASURES = {"absolute": "cbf", "relative": "rcbf"}
 CBF_ANALYSED = [CBF_MEASURES[a] for a in (["relative"] if CBF["source"] == "spect" else CBF["analyse"])] or ["cbf"]
-if CBF_INPUTS:
-    MEASURES.extend(CBF_ANALYSED)
 
 
 wildcard_constraints:
@@ -43,15 +42,3 @@ def cbf_path(desc, suffix, ext, key="{aslscan}"):
 
 def cbf_of(wildcards):
     return CBF_INPUTS[wildcards.aslscan]
-
-
-@functools.lru_cache(maxsize=None)
-def cbf_files(measure):
-    """The per-series files the cohort table of a CBF measure reads (the quantification QC goes
-    into the first CBF measure's step table only)."""
-    keys = sorted(CBF_INPUTS)
-    files = dict(tsv=[cbf_path(measure, "parcels", ".tsv", k) for k in keys],
-                 json=[cbf_path(measure, "parcels", ".json", k) for k in keys])
-    if measure == CBF_ANALYSED[0]:
-        files["cbf_json"] = [cbf_path("mean", "cbf", ".json", k) for k in keys]
-    return files

@@ -50,5 +50,6 @@ COLOC = dict(COHORT["colocalisation"])
 if "n_null" in COLOC:  # the key's former name
     COLOC["n_nulls"] = COLOC.pop("n_null")
 
-COHORT_PARAMS = dict(groups=GROUPS, covariates=config["covariates"], site_column=config["site_column"],
-                     min_per_group=config["min_per_group"])
+#: params.cohort: who is who in participants.tsv (rviflow.cohort.stats.CohortSpec.from_config)
+COHORT_PARAMS = dict(cohort=dict(groups=GROUPS, covariates=config["covariates"], site_column=config["site_column"],
+                                 min_per_group=config["min_per_group"]))

@@ -1,5 +1,6 @@
 # Rules generated from the measure registry (rviflow.measures.registry): series rules, each generated
-# measure's step, parcellation and cohort table of ReHo and the generated measures, batch rules.
+# measure's step, batch rules, and the parcellation and cohort table of every measure (ReHo, CBF
+# and the generated ones).
 # Globals and helpers: measures_inputs.smk. A new measure needs no rule file: see CONTRIBUTING.md.
 include: "measures_inputs.smk"
 
@@ -101,6 +102,7 @@ for _step, _spec in STEP_SPECS.items():
 
 
 for _spec in PARCELLATED:
+    _src = SOURCES[_spec.source]
 
     rule:
         name:
@@ -111,23 +113,26 @@ for _spec in PARCELLATED:
             valid=gen_outputs(_spec.step_name)["mask"],
             atlas_image=ATLAS_IMAGE,
             atlas_labels=ATLAS_LABELS,
+            **_src["brain"],
         output:
-            tsv=out_path(_spec.name, "parcels", ".tsv"),
-            json=out_path(_spec.name, "parcels", ".json"),
+            tsv=out_path(_spec.name, "parcels", ".tsv", scan=_src["key"]),
+            json=out_path(_spec.name, "parcels", ".json", scan=_src["key"]),
         params:
-            participant_id=lambda w: scan_of(w).participant_id,
-            session=lambda w: scan_of(w).session or "",
-            work_dir=work_dir("parcellate"),
+            participant_id=lambda w, _of=_src["of"]: _of(w).participant_id,
+            session=lambda w, _of=_src["of"]: _of(w).session or "",
+            min_coverage=_src["min_coverage"],
+            min_regions=config["atlas"]["min_regions"],
+            work_dir=work_dir("parcellate", _src["key"]),
             on_error=config["on_subject_error"],
         log:
-            log_path(f"parcellate_{_spec.name}"),
+            log_path(f"parcellate_{_spec.name}", _src["key"]),
         resources:
             mem_mb=scan_mem_mb(1500, 1),
             runtime=scan_runtime(10, 0),
         group:
             "subject"
         conda:
-            os.path.join(ENVS, "reho.yaml")
+            os.path.join(ENVS, _src["env"])
         script:
             "../../scripts/parcellate.py"
 

@@ -12,11 +12,22 @@ MEASURES.extend(s.name for s in GEN_MEASURES)
 #: series rules -> (desc of the output, options); regress keeps the whole spectrum (fALFF needs it)
 SERIES = {"denoise": ("denoised", DENOISE_OPTIONS),
           "regress": ("regressed", {**DENOISE_OPTIONS, "high_pass": None, "low_pass": None})}
-#: measures parcellated and collected here: ReHo (step in reho.smk) and the generated ones
-PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES]
-#: step -> the spec naming it, and its batches (ReHo's: reho.smk)
+CBF_SPECS = [REGISTRY[m] for m in CBF_ANALYSED] if CBF_INPUTS else []
+MEASURES.extend(s.name for s in CBF_SPECS)
+#: measures parcellated and collected here: ReHo (step in reho.smk), the generated ones, CBF (step
+#: in cbf.smk)
+PARCELLATED = [REGISTRY["reho"], *GEN_MEASURES, *CBF_SPECS]
+#: BOLD step -> the spec naming it, and its batches (ReHo's: reho.smk)
 STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
-BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES}
+BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES, "cbf": CBF_BATCHES}
+#: a measure's per-scan source: its scans (key -> plan), the wildcard naming one, the plan of a
+#: job, the env of its per-scan rules, extra inputs of its parcellation and the coverage rule
+SOURCES = {
+    "bold": dict(scans=SCANS, key="{scan}", of=scan_of, env="reho.yaml", brain={},
+                 min_coverage=config["atlas"]["min_coverage"]),
+    "asl": dict(scans=CBF_INPUTS, key="{aslscan}", of=cbf_of, env="cbf.yaml",
+                brain=dict(brain=lambda w: cbf_of(w).reference), min_coverage=CBF["min_coverage"]),
+}
 
 
 def series_path(spec, ext, key="{scan}"):
@@ -24,29 +35,34 @@ def series_path(spec, ext, key="{scan}"):
     return out_path(SERIES[spec.chain[0]][0], "bold", ext, scan=key)
 
 
-def gen_outputs(step, key="{scan}"):
-    """{output key: path} of a measure step (the union over its family)."""
+def gen_outputs(step, key=None):
+    """{output key: path} of a measure step (the union over its family); ``key`` a scan's key, or
+    by default its source's wildcard."""
     outs = {}
     for s in PARCELLATED:
         if s.step_name == step:
-            outs.update({k: out_path(o.desc, o.suffix, o.ext, scan=key) for k, o in s.outputs.items()})
+            k = key or SOURCES[s.source]["key"]
+            outs.update({n: out_path(o.desc, o.suffix, o.ext, scan=k) for n, o in s.outputs.items()})
     return outs
 
 
-def gen_parcel_map(spec, key="{scan}"):
+def gen_parcel_map(spec, key=None):
     """The map of ``spec`` that is parcellated (its config's *parcel_map choice)."""
     choice = config[spec.config_section][spec.parcel_map] if spec.parcel_choices else spec.parcel_map
     o = spec.outputs[choice]
-    return out_path(o.desc, o.suffix, o.ext, scan=key)
+    return out_path(o.desc, o.suffix, o.ext, scan=key or SOURCES[spec.source]["key"])
 
 
 def gen_files(spec):
-    """The per-scan files collect_<m> reads: parcels + sidecars of the series and the step (the
-    step's QC goes into the family's first measure's step table only, as for CBF)."""
-    files = dict(tsv=per_scan(spec.name, "parcels", ".tsv"), json=per_scan(spec.name, "parcels", ".json"))
-    if STEP_SPECS[spec.step_name] is spec:
-        files[f"{spec.chain[0]}_json"] = per_scan(SERIES[spec.chain[0]][0], "bold", ".json")
-        files[f"{spec.step_name}_json"] = [gen_outputs(spec.step_name, k)["json"] for k in sorted(SCANS)]
+    """The per-scan files collect_<m> reads: parcels + the sidecars of every step of its chain (a
+    step's QC goes into its family's first measure's step table only: alff before falff, cbf
+    before rcbf)."""
+    keys = sorted(SOURCES[spec.source]["scans"])
+    files = {ext[1:]: [out_path(spec.name, "parcels", ext, scan=k) for k in keys] for ext in (".tsv", ".json")}
+    if next(s for s in PARCELLATED if s.step_name == spec.step_name) is spec:
+        for step in spec.chain[:-1]:
+            files[f"{step}_json"] = [series_path(spec, ".json", k) if step in SERIES else gen_outputs(step, k)["json"]
+                                     for k in keys]
     return files
 
 
@@ -72,5 +88,6 @@ def measure_chain(step, key):
                 atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure=m.name,
                 out_tsv=out_path(m.name, "parcels", ".tsv", scan=key),
                 out_json=out_path(m.name, "parcels", ".json", scan=key), work_dir=work_dir("parcellate", key),
-                session=s.session or "", log=log_path(f"parcellate_{m.name}", key), **common)))
+                session=s.session or "", log=log_path(f"parcellate_{m.name}", key),
+                min_coverage=config["atlas"]["min_coverage"], min_regions=config["atlas"]["min_regions"], **common)))
     return dict(key=key, participant_id=s.participant_id, steps=steps)

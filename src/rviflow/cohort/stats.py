@@ -7,7 +7,6 @@ InputError with a one-line message and leaves no half-written table.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from rviflow.io.bids import read_participants
 from rviflow.cohort.effects import design_matrix, effect_sizes, effect_size_ratio, hemisphere_mean_values
 from rviflow.errors import InputError
 from rviflow.io.regional import load_measures, write_all, write_tsv_atomic
+from rviflow.pipeline.runner import tell
 
 
 @dataclass
@@ -90,8 +90,7 @@ def _combat_covars(spec: CohortSpec, design: pd.DataFrame, participants: pd.Data
 
 # --- inputs: thickness and user tables ----------------------------------------------------------
 
-def run_thickness(source: str, path: str, participants_tsv: str, atlas_labels: str, out_table: str, out_qc: str,
-                  log: str | None = None) -> None:
+def run_thickness(source: str, path: str, participants_tsv: str, atlas_labels: str, out_table: str, out_qc: str) -> None:
     """group/parcels_thickness.tsv from FreeSurfer stats (``source`` freesurfer, ``path`` the
     subjects dir) or an ENIGMA table (``source`` enigma), + its QC rows."""
     from rviflow.cohort.tables import qc_table
@@ -107,19 +106,18 @@ def run_thickness(source: str, path: str, participants_tsv: str, atlas_labels: s
     else:
         table, qc = freesurfer_table(path, ids, regions)
     write_all({out_table: table, out_qc: qc_table(qc)})
-    if log:
-        Path(log).write_text(f"thickness ({source}, {path}): {len(table)} subjects, {table.shape[1] - 2} regions\n")
+    print(f"thickness ({source}, {path}): {len(table)} subjects, {table.shape[1] - 2} regions")
 
 
 def _report_left_out(qc: list[dict]) -> None:
     """One line per table row left out for want of a participants.tsv row (also in group/qc.tsv)."""
     for row in qc:
         if row["status"] == "failed" and "no row in participants.tsv" in row["reason"]:
-            print(f"rviflow: {row['participant_id']}: {row['reason']} (see group/qc.tsv)", file=sys.stderr)
+            tell(f"rviflow: {row['participant_id']}: {row['reason']} (see group/qc.tsv)")
 
 
 def run_import_table(table: str, measure: str, participants_tsv: str, out_table: str, out_qc: str,
-                     log: str | None = None, session: str = "") -> None:
+                     session: str = "") -> None:
     """A user's regional table, validated, as group/parcels_<measure>.tsv (+ QC rows): rows of
     participants without a participants.tsv row are left out and reported (QC status failed).
     ``session``: only that session's rows (the longitudinal design's baseline)."""
@@ -133,9 +131,7 @@ def run_import_table(table: str, measure: str, participants_tsv: str, out_table:
     df, qc = match_participants_table(rows, ids, f"table_{measure}", Path(table).name)
     _report_left_out(qc)
     write_all({out_table: df, out_qc: qc_table(qc)})
-    if log:
-        n_out = sum(r["status"] == "failed" for r in qc)
-        Path(log).write_text(f"{measure}: {len(df)} rows from {table}; {n_out} QC failure(s)\n")
+    print(f"{measure}: {len(df)} rows from {table}; {sum(r['status'] == 'failed' for r in qc)} QC failure(s)")
 
 
 # --- harmonisation -----------------------------------------------------------------------------

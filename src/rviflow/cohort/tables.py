@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,6 @@ def combine_parcels(scans: pd.DataFrame, rule: str, step: str, session: str = ""
     table, record = combine_scans(scans, rule)
     warning = voxel_size_warning(scans)
     if warning:
-        import sys
-
         print(f"rviflow {step}: warning: {warning}", file=sys.stderr)
     qc = [dict(participant_id=r["participant_id"], session=r["session"], run="", acq="", step=step, status="ok",
                reason=f"{r['n_scans']} scan(s) combined ({r['rule']}): {r['scans']}") for r in record]
@@ -113,7 +112,9 @@ def subject_table(scans: pd.DataFrame) -> pd.DataFrame:
     :func:`rviflow.io.scans.combine_scans`, the session chosen by
     :func:`rviflow.io.scans.analysed_sessions`); rows of a user table repeated within a session are
     averaged. A subject with rows in several sessions raises InputError: which session to
-    analyse is never chosen silently.
+    analyse is never chosen silently. Regions without data in any subject (outside every scan's
+    field of view: partial-coverage acquisitions analysed on their covered regions, config
+    ``atlas.min_regions``) are left out, with a line saying which.
     """
     if scans.empty:
         return scans.set_index("participant_id").drop(columns="session")
@@ -125,7 +126,13 @@ def subject_table(scans: pd.DataFrame) -> pd.DataFrame:
         found = ", ".join(by_ses.loc[by_ses["participant_id"] == pid, "session"].astype(str))
         raise InputError(f"{pid} has rows for several sessions ({found}) in a regional table: keep the rows of "
                          "the session to analyse (the pipeline's own tables use config `session`)")
-    return by_ses.set_index("participant_id")[regions]
+    table = by_ses.set_index("participant_id")[regions]
+    empty = [r for r in regions if table[r].isna().all()]
+    if empty and len(empty) < len(regions):
+        print(f"rviflow: {len(empty)} of {len(regions)} regions have no data in any subject (outside every scan's "
+              f"coverage) and are left out: {', '.join(empty[:6])}{', ...' if len(empty) > 6 else ''}", file=sys.stderr)
+        table = table.drop(columns=empty)
+    return table
 
 
 def cohort_effects(
@@ -142,6 +149,30 @@ def cohort_effects(
     return effect_sizes(values.loc[design.index], design, measure, min_per_group), qc
 
 
+def collect_parcels(files: dict[str, list[str]], out_table: str, out_qc: str, out_scans: str | None = None,
+                    parcellate_step: str = "parcellate", combine_runs: str = "mean",
+                    combine_step: str = "combine", session: str = "") -> pd.DataFrame:
+    """One measure's cohort table from its per-scan parcel files.
+
+    ``files`` holds ``tsv`` / ``json`` (the parcel tables and their sidecars) and, per earlier
+    step, ``<step>_json`` sidecars. Writes the subject table (runs combined by
+    ``combine_runs``, :func:`combine_parcels`), the step QC table and, if asked, the scan-level
+    table. ``session``: the subject table holds that session only (the longitudinal design's
+    baseline; the scan-level table keeps every session). Returns the subject table.
+    """
+    from rviflow.io.bids import write_tsv
+
+    steps = {k.removesuffix("_json"): list(v) for k, v in files.items() if k not in ("tsv", "json") and len(v)}
+    scans, qc = gather_parcels(list(files["tsv"]), list(files["json"]), steps, parcellate_step)
+    table, combined = combine_parcels(scans, combine_runs, combine_step, session)
+    if out_scans:
+        write_tsv(scans, out_scans)
+    write_tsv(table, out_table)
+    write_tsv(qc_table(qc + combined), out_qc)
+    print(f"{len(table)} subjects from {len(scans)} scans; {sum(r['status'] != 'ok' for r in qc)} failed step(s)")
+    return table
+
+
 def qc_table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
     df[["session", "run", "acq"]] = df[["session", "run", "acq"]].fillna("")
@@ -151,7 +182,7 @@ def qc_table(rows: list[dict]) -> pd.DataFrame:
 def run_effect_sizes(
     tables: list[str], measures: list[str], participants_tsv: str, group_column: str, case_label: str,
     control_label: str, covariates: list[str], site_column: str | None, min_per_group: int,
-    out_effects: str, out_qc: str, log: str | None = None,
+    out_effects: str, out_qc: str,
 ) -> pd.DataFrame:
     """Read group/parcels_<measure>.tsv tables, write group/effect_sizes.tsv and cohort QC rows.
 
@@ -172,8 +203,7 @@ def run_effect_sizes(
     effects = pd.concat(results, ignore_index=True)
     write_tsv(effects, out_effects, float_format="%.6g")
     write_tsv(qc_table(qc), out_qc)
-    if log:
-        Path(log).write_text(f"effect sizes: {len(effects)} rows for {', '.join(measures)}\n")
+    print(f"effect sizes: {len(effects)} rows for {', '.join(measures)}")
     return effects
 
 

@@ -411,3 +411,18 @@ def check_config_paths(bids_dir: str, fmriprep_dir: str, output_dir: str, partic
     if bids and out.is_relative_to(bids) and not out.is_relative_to(bids / "derivatives"):
         raise InputError(f"config output_dir: {out} is inside bids_dir {bids} (outside its derivatives/ folder); "
                          "choose e.g. <bids_dir>/derivatives/rviflow")
+
+
+def write_participants_table(participants_tsv: str, out: str, groups: dict, covariates: list[str], site_column: str,
+                             symptoms: list[str]) -> pd.DataFrame:
+    """The usable rows of participants.tsv, with the columns the analysis uses, to ``out``; every
+    row's problem printed (one line each: subject and reason, :func:`clean_participants`)."""
+    raw = read_participants(participants_tsv, [], numeric=())
+    clean, problems = clean_participants(raw, groups["column"], groups["case"], groups["control"], list(covariates),
+                                         site_column, list(symptoms))
+    used = ["participant_id", groups["column"], *covariates, site_column, *symptoms]
+    write_tsv(clean[[c for c in dict.fromkeys(used) if c and c in clean.columns]], out)
+    print(f"{len(clean)} usable rows, {len({p['participant_id'] for p in problems})} excluded")
+    for p in problems:
+        print(f"{p['participant_id']}: {p['reason']}")
+    return clean

@@ -11,7 +11,7 @@ Definitions (Zang et al. 2007, Brain Dev 29:83-91; Zou et al. 2008, J Neurosci M
 * fALFF = sum of ``A_k`` in the band / sum of ``A_k`` over all k = 1 .. floor(N/2): a ratio
   in [0, 1] that the series' scale cancels from;
 * mALFF / zALFF (and mfALFF / zfALFF): ÷ mean in the mask and (value - mean) / SD in the mask,
-  as DPARSF derives them and as :func:`rviflow.measures.reho.normalise_reho` does for ReHo.
+  as DPARSF derives them and as :func:`rviflow.measures.normalise.normalise_in_mask` does for ReHo.
 
 XCP-D (``xcp_d.utils.restingstate.compute_alff``) takes ``2 * mean(sqrt(periodogram))``
 with scipy's one-sided ``scaling="spectrum"`` periodogram, i.e. ``sqrt(2)`` times our ALFF
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from rviflow.errors import InputError
+from rviflow.measures.normalise import normalise_in_mask
 
 #: default low-frequency band (Hz), as Zang 2007 / DPABI / XCP-D
 DEFAULT_BAND = (0.01, 0.08)
@@ -91,23 +92,6 @@ def alff_falff(series: np.ndarray, tr: float, band: tuple[float, float] = DEFAUL
         ok = total > 0
         falff[start: start + chunk][ok] = in_band[ok] / total[ok]
     return alff, falff
-
-
-def normalise_in_mask(values: np.ndarray, mask: np.ndarray, what: str = "ALFF") -> tuple[np.ndarray, np.ndarray]:
-    """m-map (÷ mean in mask) and z-map ((value - mean) / SD in mask) of a (X, Y, Z) map.
-
-    Returns two (X, Y, Z) float32 maps, 0 outside ``mask``.
-    """
-    vals = values[mask].astype(np.float64)
-    mean = vals.mean() if vals.size else 0.0
-    sd = vals.std(ddof=1) if vals.size > 1 else 0.0
-    if mean <= 0 or sd <= 0:
-        raise InputError(f"{what} map is constant inside the mask; cannot normalise it")
-    m = np.zeros(values.shape, dtype=np.float32)
-    z = np.zeros(values.shape, dtype=np.float32)
-    m[mask] = vals / mean
-    z[mask] = (vals - mean) / sd
-    return m, z
 
 
 def alff_map(data: np.ndarray, mask: np.ndarray, tr: float, band: tuple[float, float] = DEFAULT_BAND,

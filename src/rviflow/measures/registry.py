@@ -12,8 +12,10 @@ its cohort table (``collect_<m>``, in the SLURM "cohort" group), its batch-mode 
 and adds it to the cohort's measures when its config section says ``enabled: true``; the
 report gives it an effect-size section, its methods sentence and references. Adding one takes
 its module (with ``compute``), its spec here, its tests, its schema section, config.yaml and
-docs: see CONTRIBUTING.md. ReHo and CBF (:data:`WIRED`) keep their hand-written rule files,
-checked against their specs by tests/measures/test_measures.py.
+docs: see CONTRIBUTING.md. ReHo and CBF (:data:`WIRED`) keep a hand-written rule for their own
+step (reho.smk, cbf.smk: ReHo's nipype node, CBF's ASL inputs), checked against their specs by
+tests/measures/test_measures.py; their parcellation and cohort tables are generated like the
+others', from BOLD runs or ASL series (``source``).
 
 Also generated from the registry: ``rviflow.pipeline.batches.STEPS``; the cohort's "a user table wins"
 rule order (every measure's ``collect_<m>`` gives way to ``import_table`` when
@@ -63,6 +65,9 @@ class MeasureSpec:
         ``compute(bold_file, mask_file, outputs, threads=1, **options) -> {"Parameters": ...,
         "QC": ...}``; options are the config section's keys but ``enabled`` and ``*parcel_map``.
     references : {citation key: reference text} for keys not in rviflow.report.methods.
+    source : what its per-scan steps read: "bold" (fMRIPrep BOLD runs, wildcard ``{scan}``) or
+        "asl" (ASL series / perfusion maps, ``{aslscan}``); its parcellation and cohort table
+        are generated either way.
     """
 
     name: str
@@ -82,6 +87,7 @@ class MeasureSpec:
     parcel_choices: tuple[str, ...] = field(default=())
     compute: str = ""
     references: dict[str, str] = field(default_factory=dict)
+    source: str = "bold"
 
     @property
     def step_name(self) -> str:
@@ -108,14 +114,14 @@ CBF = MeasureSpec(
              "json": Output("mean", "cbf", ".json")},
     parcel_map="cbf", config_section="cbf", resources=(2000, 10, 15, 0.2),
     qc_columns=("mean_gm_cbf", "spatial_cov", "fraction_negative"), unit="ml/100 g/min",
-    citations=("alsop", "aslprep"),
+    citations=("alsop", "aslprep"), source="asl",
     methods="Cerebral blood flow (CBF, ml/100 g/min) was quantified from arterial spin labelling.",
 )
 
 RCBF = MeasureSpec(
     name="rcbf", title="relative CBF", chain=CBF.chain, step=CBF.step, interface=CBF.interface,
     outputs=CBF.outputs, parcel_map="rel", config_section="cbf", resources=CBF.resources,
-    qc_columns=CBF.qc_columns, unit="ratio to the reference region", citations=CBF.citations,
+    qc_columns=CBF.qc_columns, unit="ratio to the reference region", citations=CBF.citations, source="asl",
     methods="Relative CBF was CBF divided by its mean in the {reference} reference.",
 )
 
@@ -151,7 +157,8 @@ FALFF = MeasureSpec(
 
 #: measures the pipeline computes from images, by name
 REGISTRY: dict[str, MeasureSpec] = {m.name: m for m in (REHO, CBF, RCBF, ALFF, FALFF)}
-#: measures with hand-written rule files (reho.smk, parcellate.smk, cbf.smk)
+#: measures whose own step has a hand-written rule (reho.smk, cbf.smk); their parcellation and
+#: cohort table are generated like every other measure's (workflow/rules/measures.smk)
 WIRED = ("reho", "cbf", "rcbf")
 #: measures whose rules workflow/rules/measures.smk generates
 GENERATED = {name: spec for name, spec in REGISTRY.items() if spec.compute}

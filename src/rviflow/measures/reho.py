@@ -299,22 +299,3 @@ def reho_map(
     w = np.zeros(mask.shape, dtype=np.float32)
     w[used_mask] = np.clip(out, 0.0, 1.0)
     return w, used_mask
-
-
-
-
-def normalise_reho(w: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mReHo (W / mean W in mask) and zReHo ((W - mean) / SD in mask), as DPARSF derives them.
-
-    Returns two (X, Y, Z) float32 maps, 0 outside ``mask``.
-    """
-    vals = w[mask].astype(np.float64)
-    mean = vals.mean() if vals.size else 0.0
-    sd = vals.std(ddof=1) if vals.size > 1 else 0.0
-    if mean <= 0 or sd <= 0:
-        raise InputError("ReHo map is constant inside the mask; cannot normalise it")
-    m = np.zeros(w.shape, dtype=np.float32)
-    z = np.zeros(w.shape, dtype=np.float32)
-    m[mask] = vals / mean
-    z[mask] = (vals - mean) / sd
-    return m, z

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from rviflow.pipeline.lockfile import LOCK_LINE, canonical
 
 REPO = Path(__file__).resolve().parents[3]
 LOCKS = REPO / "locks"
@@ -43,7 +44,6 @@ KEY_PACKAGES = ("numpy", "scipy", "pandas", "nibabel", "nilearn", "nipype", "sta
 BUILD_TOOLS = ("setuptools>=68", "wheel")
 PYTHON = "3.11"
 DIGEST_LINE = re.compile(r"^# ranges-sha256: ([0-9a-f]{64})$", re.M)
-LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
 CONDA_PIN = re.compile(r"^(\s*-\s*)([A-Za-z0-9_.-]+)(==?)([0-9][0-9A-Za-z.]*)(.*)$")
 
 
@@ -91,7 +91,7 @@ def read_lock(path: Path) -> list[Pin]:
     for line in path.read_text().splitlines():
         m = LOCK_LINE.match(line.strip())
         if m:
-            pins.append(Pin(canonicalize_name(m.group(1)), m.group(2), (m.group(3) or "").strip()))
+            pins.append(Pin(canonical(m.group(1)), m.group(2), (m.group(3) or "").strip()))
     if not pins:
         raise LockError(f"{path}: no name==version lines (not a lock file?)")
     return pins
@@ -118,7 +118,7 @@ def check(repo: Path = REPO) -> list[str]:
         for req in map(Requirement, declared_ranges(lock, repo)):
             if req.marker is not None and not req.marker.evaluate({"python_version": PYTHON}):
                 continue
-            got = pins.get(canonicalize_name(req.name))
+            got = pins.get(canonical(req.name))
             if got is None:
                 problems.append(f"{path}: {req.name} (declared {req}) is not in the lock")
             elif not req.specifier.contains(Version(got), prereleases=True):
@@ -146,7 +146,7 @@ def render_env(text: str, pins: dict[str, str], name: str = "env") -> str:
     for line in text.splitlines(keepends=True):
         m = CONDA_PIN.match(line.rstrip("\n"))
         if m and m.group(2).lower() not in ("python", "pip"):
-            key = canonicalize_name(m.group(2))
+            key = canonical(m.group(2))
             if key not in pins:
                 raise LockError(f"envs/{name}: {m.group(2)} is pinned but not in the lock; add it to the "
                                 "declared ranges or remove it from the env")

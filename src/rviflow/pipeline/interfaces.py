@@ -38,21 +38,24 @@ def _sidecar(path: str) -> str:
 class _DenoiseInputSpec(BaseInterfaceInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="fMRIPrep desc-preproc BOLD")
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
-    strategy = traits.List(traits.Str, ["motion", "wm_csf"], usedefault=True)
-    motion = traits.Str("full", usedefault=True)
-    wm_csf = traits.Str("basic", usedefault=True)
-    global_signal = traits.Str("basic", usedefault=True)
-    scrub = traits.Bool(False, usedefault=True)
-    fd_threshold = traits.Float(0.5, usedefault=True)
-    std_dvars_threshold = traits.Float(1.5, usedefault=True)
-    scrub_min_segment = traits.Int(5, usedefault=True)
-    high_pass = traits.Either(None, traits.Float, default=0.01, usedefault=True)
-    low_pass = traits.Either(None, traits.Float, default=0.08, usedefault=True)
-    min_timepoints = traits.Int(50, usedefault=True)
+    # the config's denoise section, every key given (defaults live in the config schema only)
+    strategy = traits.List(traits.Str, mandatory=True)
+    motion = traits.Str(mandatory=True)
+    wm_csf = traits.Str(mandatory=True)
+    global_signal = traits.Str(mandatory=True)
+    scrub = traits.Bool(mandatory=True)
+    fd_threshold = traits.Float(mandatory=True)
+    std_dvars_threshold = traits.Float(mandatory=True)
+    scrub_min_segment = traits.Int(mandatory=True)
+    high_pass = traits.Either(None, traits.Float, mandatory=True)
+    low_pass = traits.Either(None, traits.Float, mandatory=True)
+    min_timepoints = traits.Int(mandatory=True)
     out_file = traits.Str(mandatory=True, desc="output path of the denoised BOLD")
 
 
-class _DenoiseOutputSpec(TraitedSpec):
+class _FileWithSidecar(TraitedSpec):
+    """Outputs of a step writing one file and its JSON sidecar (denoise, parcellate)."""
+
     out_file = File(exists=True)
     out_json = File(exists=True)
 
@@ -61,7 +64,7 @@ class DenoiseBold(SimpleInterface):
     """Confound regression + band-pass (:func:`rviflow.preprocess.denoise.denoise_bold`)."""
 
     input_spec = _DenoiseInputSpec
-    output_spec = _DenoiseOutputSpec
+    output_spec = _FileWithSidecar
 
     def _run_interface(self, runtime):
         from rviflow.preprocess.denoise import denoise_bold
@@ -83,14 +86,15 @@ class DenoiseBold(SimpleInterface):
 class _ReHoInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="4-D time series")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
-    neighbourhood = traits.Enum(27, 19, 7, usedefault=True)
-    tie_correction = traits.Bool(True, usedefault=True)
-    smoothing_fwhm = traits.Float(0.0, usedefault=True, desc="FWHM (mm) applied to mReHo/zReHo; 0 = none")
+    # the config's reho section (defaults in the config schema only)
+    neighbourhood = traits.Enum(27, 19, 7, mandatory=True)
+    tie_correction = traits.Bool(mandatory=True)
+    smoothing_fwhm = traits.Float(mandatory=True, desc="FWHM (mm) applied to mReHo/zReHo; 0 = none")
     out_reho = traits.Str(mandatory=True)
     out_mreho = traits.Str(mandatory=True)
     out_zreho = traits.Str(mandatory=True)
     out_mask = traits.Str(mandatory=True, desc="voxels with ReHo (mask minus zero-variance voxels)")
-    threads = traits.Int(1, usedefault=True, desc="threads of reho_map (the rule's threads:)")
+    threads = traits.Int(mandatory=True, desc="threads of reho_map (the rule's threads:)")
 
 
 class _ReHoOutputSpec(TraitedSpec):
@@ -109,14 +113,15 @@ class ComputeReHo(SimpleInterface):
 
     def _run_interface(self, runtime):
         from rviflow.preprocess.denoise import load_4d, load_mask
-        from rviflow.measures.reho import normalise_reho, reho_map
+        from rviflow.measures.normalise import normalise_in_mask
+        from rviflow.measures.reho import reho_map
 
         i = self.inputs
         img = load_4d(i.in_file)
         mask = load_mask(i.mask_file, img.shape, img.affine)
         w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, int(i.neighbourhood), i.tie_correction,
                            n_threads=int(i.threads))
-        m, z = normalise_reho(w, used)
+        m, z = normalise_in_mask(w, used, "ReHo")
         if i.smoothing_fwhm > 0:
             from nilearn.image import smooth_img
 
@@ -147,20 +152,16 @@ class _ParcellateInputSpec(BaseInterfaceInputSpec):
     participant_id = traits.Str(mandatory=True)
     session = traits.Str("", usedefault=True)
     out_file = traits.Str(mandatory=True, desc="output TSV: one row, a column per region")
-    brain_mask = File(exists=True, desc="brain mask: with it, regions covered < min_coverage are n/a")
-    min_coverage = traits.Float(0.5, usedefault=True, desc="fewest covered fraction of a region (with brain_mask)")
-
-
-class _ParcellateOutputSpec(TraitedSpec):
-    out_file = File(exists=True)
-    out_json = File(exists=True)
+    brain_mask = File(exists=True, desc="brain mask (CBF): a region's coverage is then of its brain voxels")
+    min_coverage = traits.Float(mandatory=True, desc="fewest covered fraction of a region; below it n/a")
+    min_regions = traits.Float(mandatory=True, desc="fewest fraction of atlas regions with data (without brain_mask)")
 
 
 class ParcellateMap(SimpleInterface):
     """Regional means (:func:`rviflow.preprocess.parcellate.parcellate_image`) as a one-row TSV."""
 
     input_spec = _ParcellateInputSpec
-    output_spec = _ParcellateOutputSpec
+    output_spec = _FileWithSidecar
 
     def _run_interface(self, runtime):
         import pandas as pd
@@ -169,16 +170,17 @@ class ParcellateMap(SimpleInterface):
 
         i = self.inputs
         valid = i.valid_mask if i.valid_mask else None
-        coverage = {}
-        if i.brain_mask and valid:  # limited field of view (CBF): covered fraction per region
+        if i.brain_mask and valid:  # limited field of view (CBF): covered fraction of the brain's voxels
             from rviflow.preprocess.parcellate import parcellate_covered
 
             means, counts, covered = parcellate_covered(i.in_file, i.atlas_image, i.atlas_labels, valid,
                                                         i.brain_mask, i.min_coverage)
-            coverage = dict(min_coverage=i.min_coverage, covered_fraction=covered.round(4).to_dict(),
-                            regions_below_coverage=[str(r) for r in covered.index[covered < i.min_coverage]])
-        else:
-            means, counts = parcellate_image(i.in_file, i.atlas_image, i.atlas_labels, valid)
+        else:  # BOLD measures: covered fraction of the region's atlas voxels
+            means, counts, covered = parcellate_image(i.in_file, i.atlas_image, i.atlas_labels, valid,
+                                                      min_regions=i.min_regions, min_coverage=i.min_coverage)
+        coverage = dict(min_coverage=i.min_coverage, covered_fraction=covered.round(4).to_dict(),
+                        regions_below_coverage=[str(r) for r in covered.index[covered < i.min_coverage]],
+                        regions_with_data=int(means.notna().sum()))
         row = pd.DataFrame([means.to_numpy()], columns=means.index)
         row.insert(0, "session", i.session)
         row.insert(0, "participant_id", i.participant_id)
@@ -195,15 +197,15 @@ class ParcellateMap(SimpleInterface):
 
 class _CBFInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="BIDS *_asl.nii.gz, or a ready perfusion map")
-    source = traits.Enum("asl", "aslprep", "spect", usedefault=True)
+    source = traits.Enum("asl", "aslprep", "spect", mandatory=True, desc="config cbf.source")
     reference_mask = File(exists=True, mandatory=True, desc="template-space brain mask: the output grid")
     atlas_image = File(exists=True, desc="atlas on any grid: its labelled voxels are grey matter")
     participant_id = traits.Str(mandatory=True)
-    in_template = traits.Bool(True, usedefault=True, desc="ASL already in the template space")
+    in_template = traits.Bool(mandatory=True, desc="ASL already in the template space")
     t1w = File(exists=True, desc="fMRIPrep desc-preproc_T1w (native-space ASL)")
     template_xfm = File(exists=True, desc="fMRIPrep from-T1w_to-<space>_mode-image_xfm.h5 (native-space ASL)")
-    options = traits.Dict(desc="rviflow.measures.cbf.quantify.CbfOptions fields")
-    reference = traits.Enum("whole_brain", "grey_matter", "cerebellum", usedefault=True)
+    options = traits.Dict(mandatory=True, desc="rviflow.measures.cbf.quantify.CbfOptions fields (cbf_options)")
+    reference = traits.Enum("whole_brain", "grey_matter", "cerebellum", mandatory=True, desc="config cbf.reference")
     reference_mask_file = File(exists=True, desc="cerebellum (or other) normalisation mask in template space")
     out_cbf = traits.Str(mandatory=True)
     out_rel = traits.Str(mandatory=True, desc="CBF / mean in the reference mask")
@@ -260,8 +262,8 @@ class _MeasureInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="4-D time series")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     outputs = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="output key -> path (the spec's outputs)")
-    options = traits.Dict(usedefault=True, desc="keyword arguments of the measure's compute function")
-    threads = traits.Int(1, usedefault=True)
+    options = traits.Dict(mandatory=True, desc="keyword arguments of the measure's compute function")
+    threads = traits.Int(mandatory=True)
 
 
 class _MeasureOutputSpec(TraitedSpec):

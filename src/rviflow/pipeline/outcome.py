@@ -61,19 +61,20 @@ def _flat(files) -> list[str]:
 
 
 @contextlib.contextmanager
-def cohort_rule(rule: str, inputs, outputs, log: str | None = None):
+def cohort_rule(rule: str, inputs, outputs):
     """Run a cohort rule's body; a failure (or a failed input) becomes failure markers.
 
     Yields True when the body should run, False when an input is a failure marker (the outputs
     are then markers saying so): ``with cohort_rule(...) as go: if go: ...``. Disk-full and
-    permission errors still fail the job (not the cohort's fault).
+    permission errors still fail the job (not the cohort's fault). The reason goes to stderr
+    (the rule's log under :func:`rviflow.pipeline.runner.run_cohort`) and to the terminal.
     """
     outputs = _flat(outputs)
     failed_in = next(((p, r) for p in _flat(inputs) if (r := failure_of(p))), None)
     if failed_in:
         reason = f"not run: {Path(failed_in[0]).name} failed ({failed_in[1]})"
         write_failure(outputs, reason)
-        _say(rule, reason, log)
+        _say(rule, reason)
         yield False
         return
     try:
@@ -91,16 +92,15 @@ def cohort_rule(rule: str, inputs, outputs, log: str | None = None):
         if rule in SKIP_KEYS:
             reason += f" (to skip this analysis set {SKIP_KEYS[rule]})"
         write_failure(outputs, reason)
-        _say(rule, reason, log, traceback.format_exc())
+        _say(rule, reason, traceback.format_exc())
 
 
-def _say(rule: str, reason: str, log: str | None, details: str = "") -> None:
-    line = f"rviflow {rule}: {reason}"
-    print(line, file=sys.stderr)
-    if log:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as fh:
-            fh.write(line + "\n" + details)
+def _say(rule: str, reason: str, details: str = "") -> None:
+    from rviflow.pipeline.runner import tell
+
+    if details:
+        print(details, file=sys.stderr, end="")
+    tell(f"rviflow {rule}: {reason}")
 
 
 def run_summary(qc_tsv: str | Path, report: str | Path, failed: dict[str, str]) -> str:

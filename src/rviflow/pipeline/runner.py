@@ -1,9 +1,11 @@
 """The one way a Snakemake script runs its function: keyword arguments, output into the rule's log.
 
-Every ``scripts/*.py`` is two lines::
+Every ``scripts/*.py`` is one call::
 
     from rviflow.pipeline.runner import run
     run(snakemake, "rviflow.pipeline.steps:reho_step", bold=snakemake.input.bold, ...)
+
+(:func:`run_cohort` for cohort rules, whose failures become failure markers instead of failing the run.)
 
 :func:`run` opens the rule's ``log:`` first (before the function's module is imported, so
 import-time warnings land there too), sends the process's stdout and stderr into it at the file
@@ -93,7 +95,28 @@ def run(smk: Any, func: str | Callable, /, **kwargs) -> Any:
     """Call ``func(**kwargs)`` (a "module:function" reference or a callable) with everything it
     prints, warns or raises in the rule's first ``log:`` file; ``smk`` is the script's
     ``snakemake`` object. Returns what ``func`` returns."""
-    log = smk.log[0] if len(smk.log) else None
-    with logged(log):
-        print(f"rviflow: rule {smk.rule}: {func if isinstance(func, str) else func.__name__}", flush=True)
+    with logged(_log_of(smk)):
+        _announce(smk, func)
         return resolve(func)(**kwargs)
+
+
+def run_cohort(smk: Any, func: str | Callable, /, **kwargs) -> Any:
+    """:func:`run` for a cohort rule: when ``func`` fails on this cohort, or an input is a
+    failure marker, every output becomes a failure marker saying why and the run goes on
+    (:func:`rviflow.pipeline.outcome.cohort_rule`); the reason and traceback are in the log."""
+    from rviflow.pipeline.outcome import cohort_rule
+
+    with logged(_log_of(smk)):
+        _announce(smk, func)
+        with cohort_rule(smk.rule, smk.input, smk.output) as go:
+            if go:
+                return resolve(func)(**kwargs)
+    return None
+
+
+def _log_of(smk: Any) -> str | None:
+    return smk.log[0] if len(smk.log) else None
+
+
+def _announce(smk: Any, func: str | Callable) -> None:
+    print(f"rviflow: rule {smk.rule}: {func if isinstance(func, str) else func.__name__}", flush=True)

@@ -157,7 +157,7 @@ def _log(log: str | None, message: str) -> None:
 
 
 def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: str, participant_id: str,
-                 options: dict, on_error: str = "exclude", log: str | None = None) -> bool:
+                 options: dict, on_error: str, log: str | None = None) -> bool:
     """Per-scan denoising through the :class:`~rviflow.pipeline.interfaces.DenoiseBold` node."""
     from rviflow.pipeline.interfaces import DenoiseBold
 
@@ -176,7 +176,7 @@ def denoise_step(bold: str, mask: str, out_bold: str, out_json: str, work_dir: s
 
 
 def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], work_dir: str, participant_id: str,
-              options: dict, on_error: str = "exclude", log: str | None = None, threads: int = 1) -> bool:
+              options: dict, on_error: str, log: str | None = None, threads: int = 1) -> bool:
     """Per-scan ReHo through the :class:`~rviflow.pipeline.interfaces.ComputeReHo` node, on ``threads``
     threads (the rule's ``threads:``).
 
@@ -196,20 +196,24 @@ def reho_step(bold: str, bold_json: str, mask: str, outputs: dict[str, str], wor
 
 def parcellate_step(in_map: str, in_json: str, valid_mask: str, atlas_image: str, atlas_labels: str, measure: str,
                     out_tsv: str, out_json: str, work_dir: str, participant_id: str, session: str,
-                    on_error: str = "exclude", log: str | None = None, brain_mask: str | None = None,
-                    min_coverage: float = 0.5) -> bool:
+                    on_error: str, log: str | None = None, brain_mask: str | None = None, *,
+                    min_coverage: float, min_regions: float) -> bool:
     """Per-scan parcellation through the :class:`~rviflow.pipeline.interfaces.ParcellateMap` node.
 
-    ``brain_mask`` (CBF): regions whose share of brain voxels in ``valid_mask`` is below
-    ``min_coverage`` are n/a, and the covered fractions go into the JSON.
+    A region whose covered fraction (voxels in ``valid_mask`` ÷ its brain voxels with
+    ``brain_mask`` (CBF), else its atlas voxels) is below ``min_coverage`` is n/a; a map with
+    data in fewer than ``min_regions`` of the atlas regions is refused (BOLD; config
+    ``atlas.min_regions`` / ``atlas.min_coverage``, CBF: ``cbf.min_coverage``). The covered
+    fractions go into the JSON.
     """
     from rviflow.pipeline.interfaces import ParcellateMap
 
     def go():
-        extra = dict(brain_mask=brain_mask, min_coverage=float(min_coverage)) if brain_mask else {}
+        extra = dict(brain_mask=brain_mask) if brain_mask else {}
         run_node(ParcellateMap(), f"parcellate_{measure}", work_dir, in_file=in_map, valid_mask=valid_mask,
                  atlas_image=atlas_image, atlas_labels=atlas_labels, measure=measure,
-                 participant_id=participant_id, session=session or "", out_file=out_tsv, **extra)
+                 participant_id=participant_id, session=session or "", out_file=out_tsv,
+                 min_coverage=float(min_coverage), min_regions=float(min_regions), **extra)
 
     ok = run_subject_step("parcellate", participant_id, go, [out_tsv, out_json], out_json, [in_json], on_error, log)
     _log(log, f"parcellate {participant_id}: {'ok' if ok else read_json(out_json)['reason']}")
@@ -217,9 +221,9 @@ def parcellate_step(in_map: str, in_json: str, valid_mask: str, atlas_image: str
 
 
 def cbf_step(source_file: str, outputs: dict[str, str], reference_mask: str, atlas_image: str, work_dir: str,
-             participant_id: str, source: str = "asl", options: dict | None = None, in_template: bool = True,
-             t1w: str | None = None, template_xfm: str | None = None, reference: str = "whole_brain",
-             reference_mask_file: str | None = None, on_error: str = "exclude", log: str | None = None) -> bool:
+             participant_id: str, *, source: str, options: dict, in_template: bool, reference: str, on_error: str,
+             t1w: str | None = None, template_xfm: str | None = None, reference_mask_file: str | None = None,
+             log: str | None = None) -> bool:
     """Per-series CBF through the :class:`~rviflow.pipeline.interfaces.QuantifyCBF` node.
 
     ``outputs`` has keys cbf, rel, mask, json and optionally att (written for multi-PLD ASL).
@@ -231,7 +235,7 @@ def cbf_step(source_file: str, outputs: dict[str, str], reference_mask: str, atl
                                        out_att=outputs.get("att")).items() if v}
         run_node(QuantifyCBF(), "cbf", work_dir, in_file=source_file, source=source, reference_mask=reference_mask,
                  atlas_image=atlas_image, participant_id=participant_id, in_template=in_template,
-                 options=dict(options or {}), reference=reference, out_cbf=outputs["cbf"], out_rel=outputs["rel"],
+                 options=dict(options), reference=reference, out_cbf=outputs["cbf"], out_rel=outputs["rel"],
                  out_mask=outputs["mask"], **extra)
 
     declared = [outputs[k] for k in ("cbf", "rel", "mask", "json")]
@@ -241,7 +245,7 @@ def cbf_step(source_file: str, outputs: dict[str, str], reference_mask: str, atl
 
 
 def measure_step(measure: str, bold: str, bold_json: str, mask: str, outputs: dict[str, str], work_dir: str,
-                 participant_id: str, options: dict, threads: int = 1, on_error: str = "exclude",
+                 participant_id: str, options: dict, on_error: str, threads: int = 1,
                  log: str | None = None) -> bool:
     """Per-scan maps of any registered measure (rviflow.measures.registry) through the
     :class:`~rviflow.pipeline.interfaces.ComputeMeasure` node; ``outputs`` has the spec's output keys."""

@@ -95,9 +95,22 @@ def parcel_means(
 
 
 def parcellate_image(
-    map_path: str | Path, atlas_image: str | Path, atlas_labels: str | Path, valid_path: str | Path | None = None
-) -> tuple[pd.Series, pd.Series]:
-    """Parcellate a 3-D NIfTI map (see :func:`parcel_means`); atlas resampled to the map grid."""
+    map_path: str | Path, atlas_image: str | Path, atlas_labels: str | Path, valid_path: str | Path | None = None,
+    min_regions: float = 0.5, min_coverage: float = 0.0,
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parcellate a 3-D NIfTI map (see :func:`parcel_means`); atlas resampled to the map grid.
+
+    A region's covered fraction is its voxels with data ÷ its atlas voxels on the map's grid; a
+    region covered less than ``min_coverage`` is NaN ('n/a'). A map whose regions with data are
+    fewer than ``min_regions`` (a fraction of the atlas regions) is refused: a partial-coverage
+    acquisition (e.g. a prefrontal slab) or a map not in the atlas space. With ``min_regions``
+    lowered, such a map is analysed on its covered regions (config ``atlas.min_regions`` /
+    ``atlas.min_coverage``).
+
+    Returns
+    -------
+    means, n_voxels, covered_fraction : Series indexed by region name
+    """
     img = nib.load(str(map_path))
     data = np.asarray(img.dataobj, dtype=np.float64)
     if data.ndim != 3:
@@ -109,13 +122,19 @@ def parcellate_image(
         grid = resample_labels(nib.load(str(atlas_image)), img)
     except InputError as exc:
         raise InputError(exc.reason, path=str(map_path)) from None
-    means, counts = parcel_means(data, grid, read_labels(atlas_labels), valid)
-    n_empty = int((counts.to_numpy() == 0).sum())
-    if n_empty > len(counts) / 2:
-        raise InputError(f"the map covers {len(counts) - n_empty} of {len(counts)} atlas regions (a partial-coverage "
-                         "acquisition, e.g. a slab, or a map not in the atlas space); at least half are needed",
+    table = read_labels(atlas_labels)
+    means, counts = parcel_means(data, grid, table, valid)
+    _, in_atlas = parcel_means(np.zeros_like(data), grid, table)
+    covered = (counts / in_atlas.where(in_atlas > 0)).fillna(0.0)
+    if min_coverage > 0:
+        means = means.where(covered >= min_coverage)
+    n_with = int(means.notna().sum())
+    if n_with == 0 or n_with < min_regions * len(means):
+        raise InputError(f"the map covers {n_with} of {len(means)} atlas regions (a partial-coverage acquisition, "
+                         f"e.g. a slab, or a map not in the atlas space); at least {min_regions:.0%} are needed "
+                         "(to analyse such scans on their covered regions, lower atlas.min_regions)",
                          path=str(map_path))
-    return means, counts
+    return means, counts, covered
 
 
 def parcellate_covered(

@@ -254,5 +254,6 @@ def build_report(output_dir: str | Path, config: dict, out_html: str | Path, par
         tmp.write_text(html, encoding="utf-8")
     if log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
-        Path(log).write_text("\n".join(lines) + "\n")
+        with open(log, "a") as fh:  # appended: under the script runner the rule's log is already open
+            fh.write("\n".join(lines) + "\n")
     return out

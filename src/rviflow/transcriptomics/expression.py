@@ -178,3 +178,13 @@ def read_expression(path: str | Path) -> pd.DataFrame:
     """A table written by :func:`write_expression`."""
     return pd.read_csv(path, sep="\t", index_col="region", na_values="n/a")
 
+
+
+def import_expression_table(table: str, atlas_labels: str, out: str) -> None:
+    """A user's regional expression table checked against the atlas labels and written as the
+    pipeline's expression table (:func:`read_expression_table`, :func:`write_expression`)."""
+    from rviflow.preprocess.parcellate import read_labels
+
+    expr = read_expression_table(table, read_labels(atlas_labels))
+    write_expression(expr, out)
+    print(f"expression: {expr.shape[0]} regions x {expr.shape[1]} genes from {table}")

@@ -55,7 +55,11 @@ class LabelOrderError(InputError):
 
 @dataclass
 class CbfOptions:
-    """Quantification settings (the config's ``cbf`` section)."""
+    """Quantification settings (the config's ``cbf`` section, through :func:`cbf_options`).
+
+    The defaults are the published constants; tests/io/test_config.py keeps them equal to the
+    config schema's, which is where a run takes them from.
+    """
 
     m0_scale: float = 1.0
     m0_fwhm: float = 5.0
@@ -70,6 +74,17 @@ class CbfOptions:
     labeling_efficiency: float | None = None  #: overrides the sidecar's LabelingEfficiency
     bs_pulse_efficiency: float = BS_PULSE_EFFICIENCY
     bs_with_labeling_efficiency: bool = False
+
+
+def cbf_options(cbf: dict) -> dict:
+    """:class:`CbfOptions` keyword arguments from the config's ``cbf`` section (0 / "" = from the
+    sidecar or the field strength, as the schema documents)."""
+    return dict(m0_scale=cbf["m0_scale"], m0_fwhm=cbf["m0_fwhm"], t1_blood=cbf["t1_blood"] or None,
+                t1_tissue=cbf["t1_tissue"], m0_tr_limit=cbf["m0_tr_limit"],
+                outlier_rejection=cbf["outlier_rejection"], outlier_threshold=cbf["outlier_threshold"],
+                att_range=(cbf["att_min"], cbf["att_max"]), att_fwhm=cbf["att_fwhm"], cbf_max=cbf["cbf_max"],
+                labeling_efficiency=cbf["labeling_efficiency"] or None, bs_pulse_efficiency=cbf["bs_pulse_efficiency"],
+                bs_with_labeling_efficiency=cbf["bs_with_labeling_efficiency"])
 
 
 @dataclass
