@@ -35,8 +35,8 @@ COUPLING_REGIONS = ("superiorfrontal", "caudalmiddlefrontal")
 PREDICTOR_REGIONS = ("rostralanteriorcingulate", "medialorbitofrontal", "lateralorbitofrontal")
 #: regions whose baseline value tracks the participants.tsv biomarker ``crp`` (associations)
 ASSOCIATION_REGIONS = ("lingual", "cuneus")
-CHANGE_DZ = 1.5
-COUPLING = 0.8
+CHANGE_DZ = 4.0  # large: ReHo measured from the BOLD attenuates a change of the homogeneity parameter ~5-fold
+COUPLING = 2.0
 PREDICTOR_WEIGHT = 0.25
 SD_WITHIN = 0.05
 FOLLOWUP_MISSING = 0.15
