@@ -28,7 +28,9 @@ if IMAGING:  # fmriprep_dir given; else the cohort stage runs on regional tables
 
 
 include: "workflow/rules/cohort_inputs.smk"
+include: "workflow/rules/design_inputs.smk"
 include: "workflow/rules/cohort.smk"
+include: "workflow/rules/designs.smk"
 include: "workflow/rules/transcriptomics.smk"
 include: "workflow/rules/report.smk"
 

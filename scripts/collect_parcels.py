@@ -9,4 +9,5 @@ run_cohort(sm, "rviflow.cohort.tables:collect_parcels", files={k: list(v) for k,
            out_table=sm.output.table, out_qc=sm.output.qc,
            out_scans=sm.output.scans if "scans" in sm.output.keys() else None,
            parcellate_step=sm.params.get("parcellate_step", "parcellate"),
-           combine_runs=sm.params.get("combine_runs", "mean"), combine_step=f"combine_{sm.rule.removeprefix('collect_')}")
+           combine_runs=sm.params.get("combine_runs", "mean"), combine_step=f"combine_{sm.rule.removeprefix('collect_')}",
+           session=sm.params.get("baseline_session", ""))

@@ -159,6 +159,29 @@ def tables_demo_config(cohort: dict, out: Path) -> dict:
     )
 
 
+def longitudinal_demo_config(cohort: dict, out: Path, tables_only: bool = False) -> dict:
+    """The pre / post demo (rviflow.synth.longitudinal): images (ses-pre / ses-post, BIDS
+    sessions.tsv) or, with ``tables_only``, a regional table with a session column + sessions.tsv."""
+    from rviflow.synth.longitudinal import BASELINE, FOLLOWUP
+
+    design = dict(type="longitudinal", baseline=BASELINE, followup=FOLLOWUP, symptoms=["hamd"],
+                  prediction=dict(models=["ridge", "svr"], n_perm=200))
+    off = dict(rvi=dict(enabled=False), prediction=dict(enabled=False), colocalisation=dict(enabled=False))
+    associations = [dict(variables=["crp"], groups=["all"])]  # participants.tsv biomarker, planted
+    if tables_only:
+        design["sessions_table"] = str(cohort["sessions"].resolve())
+        return dict(output_dir=str((out / "derivatives" / "rviflow").resolve()),
+                    participants=str(cohort["participants"].resolve()), design=design, associations=associations,
+                    cohort=dict(tables={m: str(p.resolve()) for m, p in cohort["tables"].items()},
+                                thickness=dict(source="none"), **off))
+    cfg = demo_config(cohort, out)
+    cfg["design"] = design
+    cfg["associations"] = associations
+    cfg["cohort"] = dict(thickness=dict(source="none"), **off)
+    cfg["transcriptomics"]["maps"] = ["reho", "change_reho"]
+    return cfg
+
+
 def resources_main() -> int:
     from rviflow.io.resources import main
 
@@ -178,7 +201,19 @@ def cmd_demo(a) -> int:
     from rviflow.synth.tables import write_table_cohort
 
     out = Path(a.out)
-    if a.tables_only:
+    if a.design == "longitudinal":
+        from rviflow.synth.longitudinal import write_longitudinal_cohort, write_longitudinal_tables
+
+        if a.tables_only:
+            cfg = longitudinal_demo_config(write_longitudinal_tables(out, n_subjects=a.subjects, seed=a.seed,
+                                                                     n_sites=a.sites), out, tables_only=True)
+        else:
+            cfg = longitudinal_demo_config(write_longitudinal_cohort(out, n_subjects=a.subjects, seed=a.seed,
+                                                                     n_sites=a.sites), out)
+            if resources_main() != 0:
+                print("rviflow demo: transcriptomics resources unavailable, stage skipped", file=sys.stderr)
+                cfg["transcriptomics"]["enabled"] = False
+    elif a.tables_only:
         cfg = tables_demo_config(write_table_cohort(out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites), out)
     else:
         cfg = demo_config(write_cohort(out, n_subjects=a.subjects, seed=a.seed, n_sites=a.sites), out)
@@ -192,7 +227,9 @@ def cmd_demo(a) -> int:
     rc = run_snakemake(["--configfile", str(cfg_path.resolve()), "--cores", str(a.cores), *a.snakemake_args],
                        workdir=out, output_dir=cfg["output_dir"])
     if rc == 0:
-        print(f"rviflow demo: done. Results in {cfg['output_dir']}/group/ (effect_sizes.tsv, qc.tsv, ...)")
+        more = ("change.tsv, change_associations.tsv, response_prediction.tsv, associations.tsv, "
+                if a.design == "longitudinal" else "")
+        print(f"rviflow demo: done. Results in {cfg['output_dir']}/group/ ({more}effect_sizes.tsv, qc.tsv, ...)")
         report = Path(cfg["output_dir"]) / "report" / "rviflow_report.html"
         if report.exists():
             print(f"rviflow demo: report {report}")
@@ -316,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--sites", type=int, default=3)
     d.add_argument("--tables-only", action="store_true",
                    help="regional tables (ReHo, CBF, ENIGMA thickness) instead of images: the cohort statistics alone")
+    d.add_argument("--design", choices=("cross-sectional", "longitudinal"), default="cross-sectional",
+                   help="longitudinal: a pre / post treatment cohort (ses-pre, ses-post; planted change, "
+                        "change-symptom coupling, baseline predictor; rviflow.synth.longitudinal)")
     d.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra snakemake arguments after --")
 
     r = sub.add_parser("run", help="run the pipeline: rviflow run --configfile FILE [snakemake args]")

@@ -122,6 +122,8 @@ if USER_TABLES:
             qc=group_path("qc/steps_{measure}.tsv"),
         wildcard_constraints:
             measure="|".join(USER_TABLES),
+        params:
+            session=BASELINE_SESSION,  # longitudinal design: the baseline rows (all sessions feed designs.smk)
         log:
             os.path.join(OUT, "logs", "import_table_{measure}.log"),
         conda:

@@ -85,7 +85,7 @@ def _load_cohort():
         scans, problems = discover_scans(config["fmriprep_dir"], config["task"], SPACE, config["res"],
                                          config["run"], config["acq"])
         scans, problems = match_participants(scans, problems, raw)
-        scans, rows, chosen = analysed_scans(scans, excluded, config["session"], config["bids_dir"])
+        scans, rows, chosen = analysed_scans(scans, excluded, config["session"], config["bids_dir"], config["design"])
         problems += rows
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
@@ -107,6 +107,8 @@ PARTICIPANTS_RAW = config["participants"] or (
 PARTICIPANTS_TSV = os.path.join(OUT, "group", "participants.tsv")
 #: SESSIONS: {participant_id: analysed session} (rviflow.io.scans.analysed_sessions); RES: res- of the outputs
 PARTICIPANTS, SCANS, DISCOVERY_QC, SESSIONS, RES = _load_cohort()
+#: longitudinal design: the baseline session, whose values the cross-sectional statistics use ("" otherwise)
+BASELINE_SESSION = config["design"]["baseline"] if config["design"]["type"] == "longitudinal" else ""
 ATLAS_IMAGE, ATLAS_LABELS = resolve_atlas(config["atlas"]["image"], config["atlas"]["labels"])
 #: participant_label (rviflow run --participant-label): only these subjects' per-scan jobs run;
 #: the per-scan wildcards match only them, and the cohort stage reads every other subject's
@@ -193,6 +195,7 @@ def rviflow_targets():
         group_path("effect_sizes.tsv"),
         group_path("qc.tsv"),
         *cohort_targets(),
+        *design_targets(),  # design_inputs.smk (config design: longitudinal, associations)
         *transcriptomics_targets(),  # transcriptomics.smk (when transcriptomics.enabled)
         os.path.join(OUT, "report", "rviflow_report.html"),  # report.smk
     ]

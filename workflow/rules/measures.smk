@@ -151,6 +151,7 @@ for _spec in PARCELLATED:
         params:
             files=gen_files(_spec),
             combine_runs=config["combine_runs"],
+            baseline_session=BASELINE_SESSION,  # longitudinal design: the subject table is the baseline's
             **({} if _spec.name == "reho" else dict(parcellate_step=f"parcellate_{_spec.name}" if _spec.parcellated
                                                     else _spec.name)),
         log:

@@ -19,10 +19,13 @@ if TX["enabled"]:
     except InputError as exc:
         raise WorkflowError(f"rviflow: {exc}") from None
     for _map in TX["maps"]:  # maps must come from this run (MEASURES is complete: cohort.smk came first)
+        if design_map_file(_map):  # change_<m> / assoc_<m>_<variable> (design_inputs.smk)
+            continue
         _measure = _map.removeprefix("rvi_")
         if _measure not in MEASURES or (_map.startswith("rvi_") and not config["cohort"]["rvi"]["enabled"]):
             raise WorkflowError(f"rviflow: transcriptomics.maps: {_map!r} is not produced by this run; measures: "
-                                f"{', '.join(MEASURES)} (their d maps), or rvi_<measure> with cohort.rvi.enabled")
+                                f"{', '.join(MEASURES)} (their d maps), rvi_<measure> with cohort.rvi.enabled, "
+                                "change_<measure> (design longitudinal) or assoc_<measure>_<variable> (associations)")
     TX_EXPRESSION = os.path.join(TX_DIR, "expression.tsv")
 
     if TX["backend"] == "abagen":
@@ -71,7 +74,7 @@ if TX["enabled"]:
         input:
             expression=TX_EXPRESSION,
             # a measure's d map, or rvi_<measure>: its RVI expected pattern
-            map=lambda w: group_path(
+            map=lambda w: design_map_file(w.map) or group_path(
                 f"expected_pattern_{w.map[4:]}.tsv" if w.map.startswith("rvi_") else "effect_sizes.tsv"
             ),
             atlas_image=ATLAS_IMAGE,
@@ -81,7 +84,7 @@ if TX["enabled"]:
             pls=os.path.join(TX_DIR, "{map}_pls.tsv"),
             null_maps=os.path.join(TX_DIR, "{map}_null_maps.tsv"),
         wildcard_constraints:
-            map="[a-z0-9_]+",
+            map="[A-Za-z0-9_]+",  # the schema's transcriptomics.maps pattern
         params:
             cortex_only=TX["cortex_only"],
             left_only=TX["left_only"],
@@ -110,7 +113,7 @@ if TX["enabled"]:
             table=os.path.join(TX_DIR, "{map}_enrichment_{collection}.tsv"),
             nulls=os.path.join(TX_DIR, "{map}_enrichment_{collection}_nulls.tsv"),
         wildcard_constraints:
-            map="[a-z0-9_]+",
+            map="[A-Za-z0-9_]+",  # the schema's transcriptomics.maps pattern
             collection="[A-Za-z0-9_.-]+",
         params:
             rank_by=TX["rank_by"],

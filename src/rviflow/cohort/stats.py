@@ -116,15 +116,19 @@ def _report_left_out(qc: list[dict]) -> None:
             tell(f"rviflow: {row['participant_id']}: {row['reason']} (see group/qc.tsv)")
 
 
-def run_import_table(table: str, measure: str, participants_tsv: str, out_table: str, out_qc: str) -> None:
+def run_import_table(table: str, measure: str, participants_tsv: str, out_table: str, out_qc: str,
+                     session: str = "") -> None:
     """A user's regional table, validated, as group/parcels_<measure>.tsv (+ QC rows): rows of
-    participants without a participants.tsv row are left out and reported (QC status failed)."""
+    participants without a participants.tsv row are left out and reported (QC status failed).
+    ``session``: only that session's rows (the longitudinal design's baseline)."""
     from rviflow.cohort.tables import qc_table
     from rviflow.io.regional import match_participants_table, read_regional_table
 
     ids = list(pd.read_csv(participants_tsv, sep="\t", dtype=str)["participant_id"])
-    df, qc = match_participants_table(read_regional_table(table, measure), ids, f"table_{measure}",
-                                      Path(table).name)
+    rows = read_regional_table(table, measure)
+    if session:
+        rows = rows[rows["session"].str.removeprefix("ses-") == session]
+    df, qc = match_participants_table(rows, ids, f"table_{measure}", Path(table).name)
     _report_left_out(qc)
     write_all({out_table: df, out_qc: qc_table(qc)})
     print(f"{measure}: {len(df)} rows from {table}; {sum(r['status'] == 'failed' for r in qc)} QC failure(s)")

@@ -85,11 +85,16 @@ def gather_parcels(
     return table, qc
 
 
-def combine_parcels(scans: pd.DataFrame, rule: str, step: str) -> tuple[pd.DataFrame, list[dict]]:
+def combine_parcels(scans: pd.DataFrame, rule: str, step: str, session: str = "") -> tuple[pd.DataFrame, list[dict]]:
     """Subject table (participant_id, session, regions) from the scan-level table of
     :func:`gather_parcels` by :func:`rviflow.io.scans.combine_scans`, and a QC row per subject
-    (step ``step``) naming the scans that entered and their weights."""
+    (step ``step``) naming the scans that entered and their weights. ``session``: only that
+    session's scans (the longitudinal design's baseline; its follow-up scans stay in the
+    scan-level table)."""
     from rviflow.io.scans import combine_scans, voxel_size_warning
+
+    if session:
+        scans = scans[scans["session"] == session]
 
     table, record = combine_scans(scans, rule)
     warning = voxel_size_warning(scans)
@@ -146,19 +151,20 @@ def cohort_effects(
 
 def collect_parcels(files: dict[str, list[str]], out_table: str, out_qc: str, out_scans: str | None = None,
                     parcellate_step: str = "parcellate", combine_runs: str = "mean",
-                    combine_step: str = "combine") -> pd.DataFrame:
+                    combine_step: str = "combine", session: str = "") -> pd.DataFrame:
     """One measure's cohort table from its per-scan parcel files.
 
     ``files`` holds ``tsv`` / ``json`` (the parcel tables and their sidecars) and, per earlier
     step, ``<step>_json`` sidecars. Writes the subject table (runs combined by
     ``combine_runs``, :func:`combine_parcels`), the step QC table and, if asked, the scan-level
-    table. Returns the subject table.
+    table. ``session``: the subject table holds that session only (the longitudinal design's
+    baseline; the scan-level table keeps every session). Returns the subject table.
     """
     from rviflow.io.bids import write_tsv
 
     steps = {k.removesuffix("_json"): list(v) for k, v in files.items() if k not in ("tsv", "json") and len(v)}
     scans, qc = gather_parcels(list(files["tsv"]), list(files["json"]), steps, parcellate_step)
-    table, combined = combine_parcels(scans, combine_runs, combine_step)
+    table, combined = combine_parcels(scans, combine_runs, combine_step, session)
     if out_scans:
         write_tsv(scans, out_scans)
     write_tsv(table, out_table)

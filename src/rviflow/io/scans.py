@@ -5,7 +5,10 @@ sessions (``ses-``), several runs (``run-``) and several acquisitions (``acq-``)
 
 - Session: :func:`analysed_sessions` is the one place that decides which session of each
   subject is analysed (``session`` in the config, else the earliest by ``acq_time`` in BIDS
-  ``sub-<label>_sessions.tsv``, else the only one). A later longitudinal design builds on it.
+  ``sub-<label>_sessions.tsv``, else the only one). In the longitudinal design
+  (config ``design: {type: longitudinal}``) :func:`longitudinal_sessions` keeps the baseline and
+  the follow-up session of each subject instead (:func:`analysed_scans` calls the one the design
+  asks for).
 - Runs and acquisitions of that session: :func:`combine_scans` combines their scan-level
   parcel values by a documented rule (``combine_runs``): ``mean`` (default; mean of the usable
   scans weighted by the volumes each kept after censoring), ``first`` (lowest run / first
@@ -98,6 +101,48 @@ def analysed_sessions(available: dict[str, list[str]], session: str = "",
     return chosen, excluded
 
 
+def longitudinal_sessions(available: dict[str, list[str]], baseline: str, followup: str,
+                          files: dict[tuple[str, str], str] | None = None) -> tuple[dict[str, list[str]], list[dict]]:
+    """The sessions analysed per subject in the longitudinal design: baseline and follow-up.
+
+    Parameters
+    ----------
+    available : {participant_id: [session labels with data]}
+    baseline, followup : config ``design.baseline`` / ``design.followup``
+    files : {(participant_id, session): a file of that session} named in the QC lines
+
+    Returns
+    -------
+    chosen : {participant_id: [baseline] or [baseline, followup]}
+    rows : QC rows (step 'session'): ok for both sessions or baseline only (baseline analyses
+        only); failed for a follow-up without baseline (subject left out) and for every session
+        that is neither (not analysed), each naming subject, session and file.
+    """
+    files = files or {}
+    chosen, rows = {}, []
+
+    def row(pid, ses, status, reason):
+        rows.append(dict(participant_id=pid, session=ses, step="session", status=status, reason=reason))
+
+    for pid, sessions in sorted(available.items()):
+        sessions = set(sessions)
+        for other in sorted(sessions - {baseline, followup}):
+            what = f"ses-{other}" if other else "data without a ses- folder"
+            row(pid, other, "failed", f"{files.get((pid, other), pid)}: {what} is neither the baseline (ses-{baseline}) "
+                                      f"nor the follow-up (ses-{followup}) session of config design: not analysed")
+        if baseline in sessions:
+            chosen[pid] = [baseline] + ([followup] if followup in sessions else [])
+            if followup in sessions:
+                row(pid, baseline, "ok", f"ses-{baseline} (baseline) and ses-{followup} (follow-up) analysed")
+            else:
+                row(pid, baseline, "ok", f"baseline only: no ses-{followup} (follow-up) data; in the baseline "
+                                         "analyses, not in the change analyses")
+        elif followup in sessions:
+            row(pid, followup, "failed", f"{files.get((pid, followup), pid)}: ses-{followup} (follow-up) without "
+                                         f"ses-{baseline} (baseline): left out")
+    return chosen, rows
+
+
 def voxel_size_warning(scans: pd.DataFrame) -> str | None:
     """One line when the scans' grids differ in voxel size (ReHo neighbourhoods are counted in
     voxels, so ReHo of different grids is not comparable), else None."""
@@ -113,14 +158,16 @@ def voxel_size_warning(scans: pd.DataFrame) -> str | None:
 
 
 def analysed_scans(scans: list, excluded: dict[str, str], session: str = "",
-                   bids_dir: str | Path = "") -> tuple[list, list[dict], dict[str, str]]:
-    """The scans to process: usable subjects (not in ``excluded``), analysed session only.
+                   bids_dir: str | Path = "", design: dict | None = None) -> tuple[list, list[dict], dict[str, str]]:
+    """The scans to process: usable subjects (not in ``excluded``), analysed session(s) only.
 
     Parameters
     ----------
     scans : list of :class:`rviflow.io.bids.Scan` found in fmriprep_dir
     excluded : {participant_id: reason} of subjects whose participants.tsv row is unusable
     session, bids_dir : config ``session``; the BIDS root holding sessions.tsv (acq_time)
+    design : config ``design``; with ``type: longitudinal`` the baseline and follow-up scans are
+        kept (:func:`longitudinal_sessions`) and ``chosen`` maps each subject to its baseline
 
     Returns
     -------
@@ -136,6 +183,12 @@ def analysed_scans(scans: list, excluded: dict[str, str], session: str = "",
     available: dict[str, set] = {}
     for s in scans:
         available.setdefault(s.participant_id, set()).add(s.session or "")
+    if design and design.get("type") == "longitudinal":
+        files = {(s.participant_id, s.session or ""): s.bold for s in scans}
+        both, more = longitudinal_sessions({p: sorted(v) for p, v in available.items()}, design["baseline"],
+                                           design["followup"], files)
+        kept = [s for s in scans if (s.session or "") in both.get(s.participant_id, [])]
+        return kept, rows + more, {p: v[0] for p, v in both.items()}
     times = session_times(bids_dir, sorted(available)) if not session else {}
     chosen, not_there = analysed_sessions({p: sorted(v) for p, v in available.items()}, session, times)
     rows += not_there

@@ -25,6 +25,8 @@ SKIP_KEYS = {
     "prediction": "cohort.prediction.enabled: false",
     "colocalisation": "cohort.colocalisation.enabled: false",
     "effect_summaries": "cohort.structural: [] or cohort.functional: []",
+    "response_prediction": "design.prediction.enabled: false",
+    "associations": "associations: []",
 }
 
 

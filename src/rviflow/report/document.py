@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rviflow import __version__
+from rviflow.report import designs as rd
 from rviflow.report import sections as rs
 from rviflow.io.bids import atomic_path, software_versions
 from rviflow.measures.registry import GENERATED, family_of
@@ -149,6 +150,9 @@ class RunData:
                     colocalisation=(self.group / "colocalisation.tsv").exists(), rvi=(self.group / "rvi.tsv").exists(),
                     prediction=(self.group / "prediction.tsv").exists(),
                     transcriptomics=any((self.group / "transcriptomics").glob("*_genes.tsv")),
+                    change=(self.group / "change.tsv").exists(),
+                    response_prediction=(self.group / "response_prediction.tsv").exists(),
+                    associations=(self.group / "associations.tsv").exists(),
                     **{m: any(family_of(x) == m for x in measures) for m in GENERATED})
 
 
@@ -167,6 +171,7 @@ def sections(run: RunData) -> list[tuple[str, str, callable]]:
     out += [("magnitude", "Functional vs structural magnitude", rs.magnitude_section),
             ("colocalisation", "ReHo-CBF co-localisation", rs.colocalisation_section),
             ("rvi", "Regional vulnerability index (RVI) and prediction", rs.rvi_section),
+            *rd.design_sections(run.config),
             ("transcriptomics", "Transcriptomics", rs.transcriptomics_section),
             ("methods", "Methods", lambda r: methods_html(r.config, r.present(), r.versions())),
             ("subjects", "Subject QC", rs.subjects_section)]

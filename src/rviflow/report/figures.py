@@ -92,8 +92,9 @@ def _draw_surface(ax, coords: np.ndarray, faces: np.ndarray, values: np.ndarray,
     ax.axis("off")
 
 
-def surface_d_map(d: pd.Series, title: str) -> str | None:
-    """Regional d on the inflated fsaverage5 surface: left/right x lateral/medial (None: not DK)."""
+def surface_d_map(d: pd.Series, title: str, label: str = "Cohen's d (case - control)") -> str | None:
+    """Regional d (or any regional value, named by ``label`` on the colour bar) on the inflated
+    fsaverage5 surface: left/right x lateral/medial (None: not DK)."""
     from nilearn import datasets
 
     vals = dk_surface_values(d)
@@ -109,8 +110,7 @@ def surface_d_map(d: pd.Series, title: str) -> str | None:
         _draw_surface(ax, coords, faces, vals[0] if hemi == "left" else vals[1], sulc, *_VIEWS[(hemi, view)],
                       cmap, norm)
         ax.set_title(f"{hemi} {view}", fontsize=10)
-    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=axes, shrink=0.7,
-                 label="Cohen's d (case - control)")
+    fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=norm), ax=axes, shrink=0.7, label=label)
     fig.suptitle(f"{title} ({vals[2]} DK cortical regions)")
     return png_uri(fig)
 

@@ -220,6 +220,9 @@ def methods_paragraphs(config: dict, present: dict[str, bool], versions: dict[st
         paras.append(f"Diagnosis (and symptom scores, when present) were predicted from regional features with "
                      f"scikit-learn {c('sklearn')} models in nested cross-validation ({pr.get('outer_folds')} outer "
                      f"and {pr.get('inner_folds')} inner folds), with harmonisation fitted within training folds.")
+    from rviflow.report.designs import design_methods  # longitudinal change, associations
+
+    paras += design_methods(config, present, c)
     if present.get("transcriptomics"):
         paras.append(transcriptomics_methods(config.get("transcriptomics", {}), c))
     others = ", ".join(f"{k} {val}" for k, val in sorted(versions.items())

@@ -379,8 +379,9 @@ def subjects_section(run) -> str:
     if qc is None:
         return missing("No subject QC: group/qc.tsv is not available.")
     scans = qc[["participant_id", "session"]].drop_duplicates().sort_values(["participant_id", "session"])
+    # the step 'session' (which session was analysed) must not clash with the session index column
     status = qc.pivot_table(index=["participant_id", "session"], columns="step", values="status",
-                            aggfunc="first").reset_index()
+                            aggfunc="first").rename(columns={"session": "session_choice"}).reset_index()
     metrics = [qc_metrics(qc, s) for s in ("denoise", "reho", "cbf")]
     tbl = status
     for m in metrics:

@@ -182,12 +182,17 @@ def gene_association(expr: pd.DataFrame, brain_map: pd.Series, nulls: np.ndarray
 
 
 def read_map(name: str, path: str) -> pd.Series:
-    """An imaging map (region -> value) by name: a measure's d from effect_sizes.tsv, or
-    ``rvi_<measure>`` = that measure's RVI expected pattern (group/expected_pattern_<measure>.tsv)."""
+    """An imaging map (region -> value) by name: a measure's d from effect_sizes.tsv,
+    ``rvi_<measure>`` = that measure's RVI expected pattern (group/expected_pattern_<measure>.tsv),
+    or a design map (``change_<m>``, ``assoc_<m>_<variable>``: :func:`rviflow.cohort.designs.design_map`)."""
     if name.startswith("rvi_"):
         from rviflow.cohort.rvi import read_expected_pattern
 
         return read_expected_pattern(path).rename(name)
+    if name.startswith(("change_", "assoc_")):
+        from rviflow.cohort.designs import design_map
+
+        return design_map(name, path)
     eff = pd.read_csv(path, sep="\t", na_values="n/a")
     rows = eff[eff["measure"] == name]
     if rows.empty:
