@@ -93,6 +93,27 @@ def _bold(rng, homog_grid: np.ndarray, mask: np.ndarray, motion: np.ndarray) -> 
     return np.round(bold).astype(np.int16)
 
 
+def write_bold_scan(bids: Path, fmriprep: Path, pid: str, ses: str, img: nib.Nifti1Image, mask: nib.Nifti1Image,
+                    confounds: pd.DataFrame, tr: float) -> None:
+    """One resting-state run in BIDS (raw BOLD + sidecar) and in fMRIPrep's layout (preprocessed
+    BOLD, brain mask, confounds with their JSON), in session ``ses`` ("" for none)."""
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = tr
+    where = Path(pid, f"ses-{ses}") if ses else Path(pid)
+    raw, der = bids / where / "func", fmriprep / where / "func"
+    raw.mkdir(parents=True, exist_ok=True)
+    der.mkdir(parents=True, exist_ok=True)
+    stem = f"{pid}_ses-{ses}_task-{TASK}" if ses else f"{pid}_task-{TASK}"
+    nib.save(img, raw / f"{stem}_bold.nii.gz")
+    write_json(raw / f"{stem}_bold.json", {"RepetitionTime": tr, "TaskName": TASK})
+    pre = f"{stem}_space-{SPACE}"
+    nib.save(img, der / f"{pre}_desc-preproc_bold.nii.gz")
+    write_json(der / f"{pre}_desc-preproc_bold.json", {"RepetitionTime": tr, "TaskName": TASK, "SkullStripped": False})
+    nib.save(mask, der / f"{pre}_desc-brain_mask.nii.gz")
+    confounds.to_csv(der / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False, na_rep="n/a")
+    write_json(der / f"{stem}_desc-confounds_timeseries.json", {c: {"Description": c} for c in confounds.columns})
+
+
 def write_cohort(
     out: str | Path, n_subjects: int = 24, seed: int = 0, n_sites: int = 3, n_timepoints: int = 100,
     tr: float = 2.0, voxel_mm: float = 4.0, asl: bool = True,
@@ -157,25 +178,7 @@ def write_cohort(
         homog = lut[grid]
         conf = _confounds(srng, n_timepoints, motion_scale=0.02 + 0.02 * srng.random())
         data = _bold(srng, homog, mask, conf[list(MOTION_COLUMNS)].to_numpy())
-        img = nib.Nifti1Image(data, atlas.affine)
-        img.header.set_xyzt_units("mm", "sec")
-        img.header["pixdim"][4] = tr
-        sub = pid
-        func_raw = bids / sub / "func"
-        func_der = fmriprep / sub / "func"
-        func_raw.mkdir(parents=True, exist_ok=True)
-        func_der.mkdir(parents=True, exist_ok=True)
-        stem = f"{sub}_task-{TASK}"
-        nib.save(img, func_raw / f"{stem}_bold.nii.gz")
-        write_json(func_raw / f"{stem}_bold.json", {"RepetitionTime": tr, "TaskName": TASK})
-        pre = f"{stem}_space-{SPACE}"
-        nib.save(img, func_der / f"{pre}_desc-preproc_bold.nii.gz")
-        write_json(func_der / f"{pre}_desc-preproc_bold.json",
-                   {"RepetitionTime": tr, "TaskName": TASK, "SkullStripped": False})
-        nib.save(hdr_mask, func_der / f"{pre}_desc-brain_mask.nii.gz")
-        conf.to_csv(func_der / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False, na_rep="n/a")
-        write_json(func_der / f"{stem}_desc-confounds_timeseries.json",
-                   {c: {"Description": c} for c in conf.columns})
+        write_bold_scan(bids, fmriprep, pid, "", nib.Nifti1Image(data, atlas.affine), hdr_mask, conf, tr)
 
     truth_rows = [pd.DataFrame(dict(measure="reho", region=names, planted_d=planted_d))]
     if asl:  # BIDS-ASL from a known CBF map, hypoperfusion where ReHo is planted (rviflow.synth.asl)

@@ -147,7 +147,7 @@ def write_longitudinal_cohort(out: str | Path, n_subjects: int = 30, seed: int =
     import nibabel as nib
 
     from rviflow.io.bids import write_json
-    from rviflow.synth.cohort import MOTION_COLUMNS, SPACE, TASK, _bold, _confounds, synthetic_grid
+    from rviflow.synth.cohort import MOTION_COLUMNS, _bold, _confounds, synthetic_grid, write_bold_scan
 
     out = Path(out)
     bids, fmriprep, truth = out / "bids", out / "derivatives" / "fmriprep", out / "truth"
@@ -176,20 +176,7 @@ def write_longitudinal_cohort(out: str | Path, n_subjects: int = 30, seed: int =
             lut[labels["index"].to_numpy()] = a
             conf = _confounds(srng, n_timepoints, motion_scale=0.02 + 0.02 * srng.random())
             img = nib.Nifti1Image(_bold(srng, lut[grid], mask, conf[list(MOTION_COLUMNS)].to_numpy()), atlas.affine)
-            img.header.set_xyzt_units("mm", "sec")
-            img.header["pixdim"][4] = tr
-            raw, der = bids / pid / f"ses-{ses}" / "func", fmriprep / pid / f"ses-{ses}" / "func"
-            raw.mkdir(parents=True, exist_ok=True)
-            der.mkdir(parents=True, exist_ok=True)
-            stem = f"{pid}_ses-{ses}_task-{TASK}"
-            nib.save(img, raw / f"{stem}_bold.nii.gz")
-            write_json(raw / f"{stem}_bold.json", {"RepetitionTime": tr, "TaskName": TASK})
-            pre = f"{stem}_space-{SPACE}"
-            nib.save(img, der / f"{pre}_desc-preproc_bold.nii.gz")
-            write_json(der / f"{pre}_desc-preproc_bold.json", {"RepetitionTime": tr, "TaskName": TASK})
-            nib.save(hdr_mask, der / f"{pre}_desc-brain_mask.nii.gz")
-            conf.to_csv(der / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False, na_rep="n/a")
-            write_json(der / f"{stem}_desc-confounds_timeseries.json", {c: {"Description": c} for c in conf.columns})
+            write_bold_scan(bids, fmriprep, pid, ses, img, hdr_mask, conf, tr)
     _write_truth(truth, sim)
     (truth / "README.md").write_text(
         "Planted truth of this synthetic pre/post cohort (rviflow demo --design longitudinal).\n\n"
