@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from rviflow.pipeline.runner import logged, resolve, run
+from rviflow.pipeline.outcome import failure_of, write_failure
+from rviflow.pipeline.runner import logged, resolve, run, run_cohort
 
 
 class _Smk:
@@ -82,3 +83,33 @@ def test_in_a_subprocess_the_error_reaches_both_the_log_and_stderr(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode != 0 and "RuntimeError: boom" in proc.stderr
     assert "RuntimeError: boom" in (tmp_path / "x.log").read_text()
+
+
+class _CohortSmk(_Smk):
+    def __init__(self, log, inputs, outputs, rule="gene_association"):
+        super().__init__(log)
+        self.rule, self.input, self.output = rule, [str(p) for p in inputs], [str(p) for p in outputs]
+
+
+def test_run_cohort_turns_a_failure_into_markers_with_the_reason_in_the_log(tmp_path):
+    """A cohort step failing on this cohort writes failure markers (the run goes on, the report says
+    why) naming the key that turns it off; its traceback is in the log."""
+    outs = [tmp_path / "genes.tsv", tmp_path / "pls.tsv"]
+    log = tmp_path / "step.log"
+    assert run_cohort(_CohortSmk(log, [], outs), _fails) is None
+    assert all(failure_of(o).startswith("ValueError: sub-07: the bold is 3-D") for o in outs)
+    assert "transcriptomics.enabled: false" in failure_of(outs[0])
+    text = log.read_text()
+    assert text.startswith("rviflow: rule gene_association: _fails") and "Traceback" in text
+
+
+def test_run_cohort_passes_on_a_failed_input_without_running(tmp_path):
+    """Effect sizes failed: gene_association does not read the marker as a table (it crashed with a
+    KeyError before); its outputs say it did not run and why."""
+    upstream = tmp_path / "effect_sizes.tsv"
+    write_failure([upstream], "reho: no subject with data is left")
+    outs = [tmp_path / "reho_genes.tsv"]
+    ran = []
+    run_cohort(_CohortSmk(tmp_path / "log", [upstream], outs), lambda: ran.append(1))
+    assert not ran
+    assert failure_of(outs[0]) == "not run: effect_sizes.tsv failed (reho: no subject with data is left)"

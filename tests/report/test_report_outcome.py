@@ -42,6 +42,15 @@ def test_failed_step_says_why(tmp_path):
     assert "cohort.prediction.enabled: false" in html
 
 
+def test_failed_transcriptomics_says_why(tmp_path):
+    run, group = _run(tmp_path)
+    (group / "transcriptomics").mkdir()
+    write_failure([group / "transcriptomics" / "reho_genes.tsv"], "not run: effect_sizes.tsv failed (reho: too few)")
+    html = rs.transcriptomics_section(run)
+    assert "reho_genes.tsv: not run: effect_sizes.tsv failed (reho: too few)" in html
+    assert "rviflow_status" not in html  # the marker is not drawn as a gene table
+
+
 def test_methods_name_the_task(tmp_path):
     text = " ".join(methods_paragraphs(dict(fmriprep_dir="/x", task="balloonanalogrisktask", space="S",
                                             combine_runs="mean", session="pre"), {}, {})[0])

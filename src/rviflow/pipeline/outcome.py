@@ -27,6 +27,8 @@ SKIP_KEYS = {
     "effect_summaries": "cohort.structural: [] or cohort.functional: []",
     "response_prediction": "design.prediction.enabled: false",
     "associations": "associations: []",
+    "gene_association": "transcriptomics.enabled: false",
+    "gene_set_enrichment": "transcriptomics.collections: []",
 }
 
 

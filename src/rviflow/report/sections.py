@@ -13,6 +13,7 @@ import pandas as pd
 from rviflow.report import figures as fig
 
 from rviflow.measures.registry import TITLES as MEASURE_TITLES
+from rviflow.pipeline.outcome import failure_of
 WHY_MISSING = {
     "cbf": "no ASL series or perfusion maps were found, or config cbf.enabled is no",
     "thickness": "no FreeSurfer subjects directory or ENIGMA table was found (config cohort.thickness)",
@@ -307,6 +308,9 @@ def transcriptomics_section(run) -> str:
                        "*_enrichment_*.tsv).")
     html = [TX_TESTS]
     for path in genes:
+        if (reason := failure_of(path)) is not None:  # the step failed or did not run (its reason)
+            html.append(missing(f"{path.name}: {reason}"))
+            continue
         df = pd.read_csv(path, sep="\t")
         gene = _pick(df, ("gene", "gene_symbol", "symbol")) or df.columns[0]
         name = path.name.removesuffix("_genes.tsv")
@@ -344,6 +348,9 @@ def transcriptomics_section(run) -> str:
                                                      f"{name}: {g}, p_spatial = {top['p_spatial'].iloc[0]:.3g}"),
                                 f"{name}: null distribution of r for the top gene"))
     for path in enrich:
+        if (reason := failure_of(path)) is not None:
+            html.append(missing(f"{path.name}: {reason}"))
+            continue
         df = pd.read_csv(path, sep="\t")
         term = _pick(df, ("term", "name", "gene_set", "description")) or df.columns[0]
         q = _pick(df, ("q_fdr", "fdr", "q", "fdr q-val", "padj", "p_adj"))
