@@ -92,6 +92,20 @@ def partial_association(values: np.ndarray, x: np.ndarray, nuisance: np.ndarray,
     return pd.DataFrame(out)[["n", "beta", "r_partial", "ci_low", "ci_high", "p", "se", "dof", "sxx"]]
 
 
+def labelled_association(values: pd.DataFrame, x, nuisance, min_n: int, measure: str, label: tuple[str, str],
+                         group: str) -> pd.DataFrame:
+    """:func:`partial_association` of every region (column) of ``values`` (subjects x regions),
+    as rows measure, region, <label name> = <label value>, group, n, beta, ..., with the
+    Benjamini-Hochberg q over the regions (``q_fdr``)."""
+    res = partial_association(values.to_numpy(float), np.asarray(x, float), np.asarray(nuisance, float), min_n)
+    res.insert(0, "region", list(values.columns))
+    res.insert(0, "measure", measure)
+    res.insert(2, label[0], label[1])
+    res.insert(3, "group", group)
+    res["q_fdr"] = fdr(res["p"].to_numpy())
+    return res
+
+
 def fdr(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg q of ``p`` (NaN kept as NaN)."""
     from statsmodels.stats.multitest import multipletests
@@ -164,14 +178,8 @@ def associations(values: dict[str, pd.DataFrame], participants: pd.DataFrame, va
                 if len(ids_m) < min_n:
                     raise InputError(f"associations {measure} ~ {var} in {gname}: {len(ids_m)} subjects with "
                                      f"{var}, covariates and data; at least {min_n} are needed")
-                res = partial_association(table.loc[ids_m].to_numpy(float), x.loc[ids_m].to_numpy(float),
-                                          Z.loc[ids_m].to_numpy(float), min_n)
-                res.insert(0, "region", list(table.columns))
-                res.insert(0, "measure", measure)
-                res.insert(2, "variable", var)
-                res.insert(3, "group", gname)
-                res["q_fdr"] = fdr(res["p"].to_numpy())
-                rows.append(res)
+                rows.append(labelled_association(table.loc[ids_m], x.loc[ids_m], Z.loc[ids_m], min_n, measure,
+                                                 ("variable", var), gname))
     if not rows:
         return pd.DataFrame(columns=ASSOCIATION_COLUMNS)
     return pd.concat(rows, ignore_index=True)[ASSOCIATION_COLUMNS]

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from rviflow.cohort.associations import fdr, nuisance_design, partial_association
+from rviflow.cohort.associations import fdr, labelled_association, nuisance_design, partial_association
 from rviflow.errors import InputError
 from rviflow.cohort.permutation import within_block_permutations
 
@@ -132,14 +132,8 @@ def change_associations(baseline: pd.DataFrame, followup: pd.DataFrame, symptom_
             who = [i for i in ids if label.get(i) == g and i in x.index and i in Z.index]
             if len(who) < MIN_N:
                 continue
-            res = partial_association(D.loc[who].to_numpy(float), x.loc[who].to_numpy(float),
-                                      Z.loc[who].to_numpy(float), min_n=MIN_N)
-            res.insert(0, "region", list(D.columns))
-            res.insert(0, "measure", measure)
-            res.insert(2, "symptom", f"delta_{sym}")
-            res.insert(3, "group", g)
-            res["q_fdr"] = fdr(res["p"].to_numpy())
-            rows.append(res)
+            rows.append(labelled_association(D.loc[who], x.loc[who], Z.loc[who], MIN_N, measure,
+                                             ("symptom", f"delta_{sym}"), g))
     if not rows:
         return pd.DataFrame(columns=CHANGE_ASSOCIATION_COLUMNS)
     return pd.concat(rows, ignore_index=True)[CHANGE_ASSOCIATION_COLUMNS]
