@@ -12,7 +12,7 @@ site), p its t test on n - p - 1 degrees of freedom (identical to the OLS t test
 Benjamini-Hochberg FDR over the regions of one (measure, variable, group).
 
 All regions with the same subjects are fitted at once (one projection per missing-value
-pattern); the numbers equal statsmodels' OLS per region (tests/test_associations.py). Written
+pattern); the numbers equal statsmodels' OLS per region (tests/cohort/test_longitudinal.py). Written
 with numpy because statsmodels fits one response per call and the partial r is not among its
 outputs; the multiple-testing correction is statsmodels'.
 

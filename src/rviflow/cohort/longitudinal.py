@@ -11,7 +11,7 @@ from BIDS ``sub-<label>_sessions.tsv`` or a long table (participant_id, session,
   in this within-group test: a site's offset cancels in a change, and a mean adjusted for centred
   covariates tests the change at the sample's covariate means, a conditional null whose p is
   anti-conservative for the population's mean change whenever the covariates act on the change
-  (tests/test_calibration_designs.py measured 9% at 0.05). With cases and controls scanned twice,
+  (tests/cohort/test_calibration_designs.py measured 9% at 0.05). With cases and controls scanned twice,
   ``<case>-<control>`` rows test the difference of their changes with covariates and site
   (``change ~ case + covariates + site``; d_z = difference / residual SD).
 - :func:`change_associations`: partial r of each region's change with the symptom change
@@ -233,7 +233,7 @@ def _ridge_oof(X: np.ndarray, Y: np.ndarray, n_covariates: int, outer: list) -> 
     :func:`ridge_reference` (alpha per column and training fold by leave-one-out error, the
     hat-matrix shortcut, intercept unpenalised). Written by hand because the features are the same
     for every permuted response: one SVD per training fold serves all permutations, where
-    scikit-learn would refit ~1000 pipelines (tests/test_longitudinal.py checks it equals
+    scikit-learn would refit ~1000 pipelines (tests/cohort/test_longitudinal.py checks it equals
     scikit-learn's RidgeCV)."""
     pred, target = np.empty(Y.shape), np.empty(Y.shape)
     for tr, te in outer:

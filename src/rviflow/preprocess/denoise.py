@@ -10,7 +10,7 @@ the interpolation of censored volumes, the Butterworth filter and the confound p
 are), so nilearn's clean is run once on the (T, T) identity to give the operator ``M`` (T_kept, T),
 which then cleans every voxel with one float32 matrix product (:func:`clean_operator`): the maths
 stays nilearn's, at a fraction of its float64 per-voxel filtering cost; outputs agree with
-``clean(signals)`` to float32 rounding (tests/test_denoise.py). A fused chain can keep the cleaned
+``clean(signals)`` to float32 rounding (tests/preprocess/test_denoise.py). A fused chain can keep the cleaned
 series in memory (:func:`hold_series`) for the measures that read it, instead of writing and
 re-reading a compressed 4-D intermediate.
 """
