@@ -103,6 +103,18 @@ def parcel_means(
     return pd.Series(means, index=names), pd.Series(counts[idx], index=names)
 
 
+def _map_on_atlas(map_path: str | Path, atlas_image: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-D map (X, Y, Z float64) and the atlas labels resampled onto its grid; errors name the map."""
+    img = nib.load(str(map_path))
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    if data.ndim != 3:
+        raise InputError(f"parcellation needs a 3-D map, got {data.ndim} dimensions", path=str(map_path))
+    try:
+        return data, resample_labels(nib.load(str(atlas_image)), img)
+    except InputError as exc:
+        raise InputError(exc.reason, path=str(map_path)) from None
+
+
 def parcellate_image(
     map_path: str | Path, atlas_image: str | Path, atlas_labels: str | Path, valid_path: str | Path | None = None,
     min_regions: float = 0.5, min_coverage: float = 0.0,
@@ -120,17 +132,8 @@ def parcellate_image(
     -------
     means, n_voxels, covered_fraction : Series indexed by region name
     """
-    img = nib.load(str(map_path))
-    data = np.asarray(img.dataobj, dtype=np.float64)
-    if data.ndim != 3:
-        raise InputError(f"parcellation needs a 3-D map, got {data.ndim} dimensions", path=str(map_path))
-    valid = None
-    if valid_path:
-        valid = np.asarray(nib.load(str(valid_path)).dataobj) > 0
-    try:
-        grid = resample_labels(nib.load(str(atlas_image)), img)
-    except InputError as exc:
-        raise InputError(exc.reason, path=str(map_path)) from None
+    data, grid = _map_on_atlas(map_path, atlas_image)
+    valid = np.asarray(nib.load(str(valid_path)).dataobj) > 0 if valid_path else None
     table = read_labels(atlas_labels)
     means, counts = parcel_means(data, grid, table, valid)
     _, in_atlas = parcel_means(np.zeros_like(data), grid, table)
@@ -160,14 +163,7 @@ def parcellate_covered(
     -------
     means, n_voxels (valid voxels), covered_fraction : Series indexed by region name
     """
-    img = nib.load(str(map_path))
-    data = np.asarray(img.dataobj, dtype=np.float64)
-    if data.ndim != 3:
-        raise InputError(f"parcellation needs a 3-D map, got {data.ndim} dimensions", path=str(map_path))
-    try:
-        grid = resample_labels(nib.load(str(atlas_image)), img)
-    except InputError as exc:
-        raise InputError(exc.reason, path=str(map_path)) from None
+    data, grid = _map_on_atlas(map_path, atlas_image)
     table = read_labels(atlas_labels)
     brain = np.asarray(nib.load(str(brain_path)).dataobj) > 0
     valid = (np.asarray(nib.load(str(valid_path)).dataobj) > 0) & brain
