@@ -52,6 +52,29 @@ def run_snakemake(configfile: Path, workdir: Path, *extra: str, timeout: int = 2
                           env=dict(os.environ, NIPYPE_NO_ET="1"))
 
 
+def plant_slow_signal(cohort: dict, voxels, rng, sd: float, shared: bool, band=(0.02, 0.06), tr: float = 2.0):
+    """Add band-limited fluctuations (``band`` Hz, white noise filtered by FFT) of SD ``sd`` to
+    ``voxels`` (bool (X, Y, Z)) of every MDD subject's preprocessed BOLD in a synthetic cohort:
+    one series per voxel, or one ``shared`` by all of them (int16, rewritten in place)."""
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    part = pd.read_csv(cohort["participants"], sep="\t")
+    for pid in part.loc[part["diagnosis"] == "MDD", "participant_id"]:
+        bold = next((cohort["fmriprep"] / pid / "func").glob("*_desc-preproc_bold.nii.gz"))
+        img = nib.load(bold)
+        data = np.asarray(img.dataobj).astype(np.float32)
+        n = data.shape[3]
+        spec = np.fft.rfft(rng.standard_normal(n if shared else (int(voxels.sum()), n)), axis=-1)
+        f = np.fft.rfftfreq(n, d=tr)
+        spec[..., (f < band[0]) | (f > band[1])] = 0
+        slow = np.fft.irfft(spec, n=n, axis=-1)
+        slow *= sd / slow.std(axis=-1, keepdims=True)
+        data[voxels] += slow
+        nib.Nifti1Image(np.round(data).astype(np.int16), img.affine, img.header).to_filename(bold)
+
+
 #: one job block of a snakemake log: rule name, then its indented lines
 JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:[ \t]+.*\n)*)", re.M)
 

@@ -145,27 +145,13 @@ def test_bad_input():
 def _plant_alff(cohort, rng):
     """Add band-limited (0.02-0.06 Hz) fluctuations to the MDD subjects' BOLD in the synthetic
     cohort's planted regions: ALFF (and fALFF) up there, nothing elsewhere."""
-    import nibabel as nib
-    import pandas as pd
-
+    from conftest import plant_slow_signal
     from rviflow.synth.cohort import PLANTED_REGIONS, synthetic_grid
 
     atlas, labels, _ = synthetic_grid()
     grid = np.asarray(atlas.dataobj)
     planted = np.isin(grid, labels.loc[labels["label"].isin(PLANTED_REGIONS), "index"].to_numpy())
-    part = pd.read_csv(cohort["participants"], sep="\t")
-    for pid in part.loc[part["diagnosis"] == "MDD", "participant_id"]:
-        bold = next((cohort["fmriprep"] / pid / "func").glob("*_desc-preproc_bold.nii.gz"))
-        img = nib.load(bold)
-        data = np.asarray(img.dataobj).astype(np.float32)
-        n = data.shape[3]
-        spec = np.fft.rfft(rng.standard_normal((int(planted.sum()), n)), axis=1)
-        f = np.fft.rfftfreq(n, d=2.0)
-        spec[:, (f < 0.02) | (f > 0.06)] = 0
-        slow = np.fft.irfft(spec, n=n, axis=1)
-        slow *= 25.0 / slow.std(axis=1, keepdims=True)  # BOLD SD ~20: a strong in-band boost
-        data[planted] += slow
-        nib.Nifti1Image(np.round(data).astype(np.int16), img.affine, img.header).to_filename(bold)
+    plant_slow_signal(cohort, planted, rng, sd=25.0, shared=False)  # BOLD SD ~20: a strong in-band boost
     return planted
 
 

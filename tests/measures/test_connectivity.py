@@ -208,6 +208,7 @@ def _plant_coupling(cohort, rng):
     regions (seed-target coupling up there, nothing elsewhere); one control's brain mask loses the
     voxels around the sphere seed (its fc step must fail alone). Returns (sphere centre mm, that
     control's participant_id)."""
+    from conftest import plant_slow_signal
     from rviflow.synth.cohort import synthetic_grid
 
     atlas, labels, _ = synthetic_grid()
@@ -219,18 +220,7 @@ def _plant_coupling(cohort, rng):
     centre_ijk = ijk[np.argmin(((ijk - ijk.mean(axis=0)) ** 2).sum(axis=1))]  # a seed voxel near its centroid
     centre = (atlas.affine @ [*centre_ijk, 1])[:3]
     part = pd.read_csv(cohort["participants"], sep="\t")
-    for pid in part.loc[part["diagnosis"] == "MDD", "participant_id"]:
-        bold = next((cohort["fmriprep"] / pid / "func").glob("*_desc-preproc_bold.nii.gz"))
-        img = nib.load(bold)
-        data = np.asarray(img.dataobj).astype(np.float32)
-        n = data.shape[3]
-        spec = np.fft.rfft(rng.standard_normal(n))
-        f = np.fft.rfftfreq(n, d=2.0)
-        spec[(f < 0.02) | (f > 0.06)] = 0
-        slow = np.fft.irfft(spec, n=n)
-        slow *= 15.0 / slow.std()
-        data[seed_vox | targets] += slow
-        nib.Nifti1Image(np.round(data).astype(np.int16), img.affine, img.header).to_filename(bold)
+    plant_slow_signal(cohort, seed_vox | targets, rng, sd=15.0, shared=True)
     bad = part.loc[part["diagnosis"] == "HC", "participant_id"].iloc[0]
     mpath = next((cohort["fmriprep"] / bad / "func").glob("*_desc-brain_mask.nii.gz"))
     m = nib.load(mpath)
