@@ -163,19 +163,22 @@ def child(code: str, *args, threads: int = 2, src: str | Path = REPO / "src") ->
 def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: str = ".nii", before: bool = False
                  ) -> list[dict]:
     """rviflow's per-scan steps for the subject, as rviflow.pipeline.batches plans them (measures.smk)."""
+    from rviflow.io.config import schema_defaults
     from rviflow.measures.registry import REGISTRY, step_options
 
+    defaults = schema_defaults()  # the shipped config's denoising and ReHo (measures.smk plans the same)
+    denoise_options = {k: v for k, v in defaults["denoise"].items() if k != "keep_denoised"}
     pid = "sub-01"
     d = out / pid / "func"
     stem = f"{d}/{pid}_task-rest_space-{SPACE}"
     denoised = dict(bold=f"{stem}_desc-denoised_bold{series_ext}", json=f"{stem}_desc-denoised_bold.json")
     outs = {k: f"{stem}_desc-{o.desc}_{o.suffix}{o.ext}" for k, o in REGISTRY["reho"].outputs.items()}
     common = dict(participant_id=pid, on_error="exclude")
-    reho_options = step_options(REGISTRY["reho"], dict(neighbourhood=27, tie_correction=True, smoothing_fwhm=0.0))
+    reho_options = step_options(REGISTRY["reho"], defaults["reho"])
     return [
         dict(step="denoise", ref="rviflow.pipeline.steps:denoise_step", kwargs=dict(
             bold=paths["bold"], mask=paths["mask"], out_bold=denoised["bold"], out_json=denoised["json"],
-            work_dir=str(out / "work" / "denoise"), options={}, log=str(out / "logs" / "denoise.log"), **common,
+            work_dir=str(out / "work" / "denoise"), options=denoise_options, log=str(out / "logs" / "denoise.log"), **common,
             **({} if before else {"threads": 2}))),
         dict(step="reho", ref="rviflow.pipeline.steps:reho_step", kwargs=dict(
             bold=denoised["bold"], bold_json=denoised["json"], mask=paths["mask"], outputs=outs,
@@ -185,6 +188,7 @@ def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: st
             in_map=outs["reho"], in_json=outs["json"], valid_mask=outs["mask"], atlas_image=atlas,
             atlas_labels=labels, measure="reho", out_tsv=f"{stem}_desc-reho_parcels.tsv",
             out_json=f"{stem}_desc-reho_parcels.json", work_dir=str(out / "work" / "parcellate"), session="",
+            min_coverage=defaults["atlas"]["min_coverage"], min_regions=defaults["atlas"]["min_regions"],
             log=str(out / "logs" / "parcellate.log"), **common)),
     ]
 

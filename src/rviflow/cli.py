@@ -264,7 +264,7 @@ def cmd_reho(a) -> int:
     import nibabel as nib
     import numpy as np
 
-    from rviflow.preprocess.denoise import load_4d, load_mask
+    from rviflow.io.nifti import load_4d, load_mask, read_data
     from rviflow.errors import InputError
     from rviflow.measures.reho import reho_map
 
@@ -272,7 +272,7 @@ def cmd_reho(a) -> int:
         img = load_4d(a.bold)
         mask = (load_mask(a.mask, img.shape, img.affine) if a.mask
                 else np.ones(img.shape[:3], dtype=bool))
-        w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, a.neighbourhood,
+        w, used = reho_map(read_data(img, a.bold), mask, a.neighbourhood,
                            tie_correction=a.tie_correction)
     except InputError as exc:
         print(f"rviflow reho: {exc}", file=sys.stderr)

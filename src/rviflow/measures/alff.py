@@ -127,7 +127,8 @@ def compute_alff(bold_file: str, mask_file: str, outputs: dict[str, str], thread
     import nibabel as nib
 
     from rviflow.io.bids import read_json, save_nifti
-    from rviflow.preprocess.denoise import load_4d, load_mask, repetition_time
+    from rviflow.io.nifti import load_4d, load_mask, read_data
+    from rviflow.preprocess.denoise import repetition_time
 
     img = load_4d(bold_file)
     mask = load_mask(mask_file, img.shape, img.affine)
@@ -138,7 +139,7 @@ def compute_alff(bold_file: str, mask_file: str, outputs: dict[str, str], thread
     if qc_in.get("n_volumes_kept", 0) < qc_in.get("n_volumes", 0):
         raise InputError(f"{qc_in['n_volumes'] - qc_in['n_volumes_kept']} volumes were censored (denoise.scrub); "
                          f"ALFF needs the uncensored series", path=str(bold_file))
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    data = read_data(img, bold_file)
     used = mask & (data.std(axis=3) > 0)
     maps = alff_map(data, used, tr, tuple(band), chunk)
     hdr = img.header.copy()

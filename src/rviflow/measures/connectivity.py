@@ -254,14 +254,14 @@ def compute_fc(bold_file: str, mask_file: str, outputs: dict[str, str], threads:
     import nibabel as nib
 
     from rviflow.io.bids import parse_entities, save_nifti, write_tsv
-    from rviflow.preprocess.denoise import load_4d, load_mask
+    from rviflow.io.nifti import load_4d, load_mask, read_data
     from rviflow.preprocess.parcellate import read_labels, resample_labels
 
     table = read_labels(atlas_labels)
     parsed = parse_seeds(seeds or {}, radius_mm, table)
     img = load_4d(bold_file)
     mask = load_mask(mask_file, img.shape, img.affine)
-    data = np.asarray(img.dataobj, dtype=np.float32)
+    data = read_data(img, bold_file)
     if img.shape[3] < 3:
         raise InputError(f"{img.shape[3]} volumes: a correlation needs at least 3", path=str(bold_file))
     # non-constant series; max > min needs no full-size temporary (std would make one)

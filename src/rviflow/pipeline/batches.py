@@ -27,7 +27,7 @@ import pandas as pd
 from rviflow.io.bids import atomic_path, read_json, write_tsv
 from rviflow.measures.registry import REGISTRY, WIRED, resolve
 from rviflow.pipeline.steps import denoise_step, measure_step, parcellate_step
-from rviflow.preprocess.denoise import release_series
+from rviflow.io.nifti import release_series
 
 #: step name -> function: the shared steps (``measure``: any generated measure's step) plus each
 #: hand-wired measure's own step

@@ -57,7 +57,7 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     out_file = traits.Str(mandatory=True, desc="output path of the denoised BOLD")
     threads = traits.Int(1, usedefault=True, desc="threads of the cleaning product (same result whatever the count)")
     in_memory = traits.Bool(False, usedefault=True, desc="hold the series in this process under out_file "
-                            "(rviflow.preprocess.denoise.hold_series) instead of writing it: a fused chain's intermediate")
+                            "(rviflow.io.nifti.hold_series) instead of writing it: a fused chain's intermediate")
 
 
 class _FileWithSidecar(TraitedSpec):
@@ -83,7 +83,7 @@ class DenoiseBold(SimpleInterface):
                       min_timepoints=i.min_timepoints)
         img, qc = denoise_bold(i.bold_file, i.mask_file, threads=int(i.threads), **params)
         if i.in_memory:
-            from rviflow.preprocess.denoise import hold_series
+            from rviflow.io.nifti import hold_series
 
             hold_series(i.out_file, img)
         else:
@@ -96,7 +96,7 @@ class DenoiseBold(SimpleInterface):
 
 
 class _ReHoInputSpec(BaseInterfaceInputSpec):
-    in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds in memory under that path: rviflow.preprocess.denoise.hold_series)")
+    in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds in memory under that path: rviflow.io.nifti.hold_series)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     # the config's reho section (defaults in the config schema only)
     neighbourhood = traits.Enum(27, 19, 7, mandatory=True)
@@ -124,14 +124,14 @@ class ComputeReHo(SimpleInterface):
     output_spec = _ReHoOutputSpec
 
     def _run_interface(self, runtime):
-        from rviflow.preprocess.denoise import load_4d, load_mask
+        from rviflow.io.nifti import load_4d, load_mask, read_data
         from rviflow.measures.normalise import normalise_in_mask
         from rviflow.measures.reho import reho_map
 
         i = self.inputs
         img = load_4d(i.in_file)
         mask = load_mask(i.mask_file, img.shape, img.affine)
-        w, used = reho_map(np.asarray(img.dataobj, dtype=np.float32), mask, int(i.neighbourhood), i.tie_correction,
+        w, used = reho_map(read_data(img, i.in_file), mask, int(i.neighbourhood), i.tie_correction,
                            n_threads=int(i.threads))
         m, z = normalise_in_mask(w, used, "ReHo")
         if i.smoothing_fwhm > 0:
@@ -272,7 +272,7 @@ class QuantifyCBF(SimpleInterface):
 class _MeasureInputSpec(BaseInterfaceInputSpec):
     measure = traits.Str(mandatory=True, desc="a measure of rviflow.measures.registry.REGISTRY")
     in_file = traits.Str(mandatory=True, desc="4-D time series (a file, or a series a fused chain holds "
-                         "in memory under that path: rviflow.preprocess.denoise.hold_series)")
+                         "in memory under that path: rviflow.io.nifti.hold_series)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask")
     outputs = traits.Dict(traits.Str, traits.Str, mandatory=True, desc="output key -> path (the spec's outputs)")
     options = traits.Dict(mandatory=True, desc="keyword arguments of the measure's compute function")

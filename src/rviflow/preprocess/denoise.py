@@ -11,8 +11,8 @@ are), so nilearn's clean is run once on the (T, T) identity to give the operator
 which then cleans every voxel with one float32 matrix product (:func:`clean_operator`): the maths
 stays nilearn's, at a fraction of its float64 per-voxel filtering cost; outputs agree with
 ``clean(signals)`` to float32 rounding (tests/preprocess/test_denoise.py). A fused chain can keep the cleaned
-series in memory (:func:`hold_series`) for the measures that read it, instead of writing and
-re-reading a compressed 4-D intermediate.
+series in memory (:func:`rviflow.io.nifti.hold_series`) for the measures that read it, instead of writing and
+re-reading a compressed 4-D intermediate. Images are read by :mod:`rviflow.io.nifti`.
 """
 
 from __future__ import annotations
@@ -26,61 +26,9 @@ import numpy as np
 import pandas as pd
 
 from rviflow.errors import InputError
+from rviflow.io.nifti import load_4d, load_mask, read_data
 
 DEFAULT_STRATEGY = ("motion", "wm_csf")
-#: series a fused chain holds in memory, by the path it would have been written to (hold_series)
-_HELD: dict[str, nib.Nifti1Image] = {}
-
-
-def hold_series(path: str | Path, img: nib.Nifti1Image) -> None:
-    """Keep ``img`` in this process under ``path``: :func:`load_4d` returns it instead of reading
-    the file (a denoised series shared by the BOLD measures of one scan, never written)."""
-    _HELD[str(path)] = img
-
-
-def release_series() -> None:
-    """Forget every held series (end of a scan's chain)."""
-    _HELD.clear()
-
-
-def load_4d(path: str | Path, what: str = "BOLD") -> nib.Nifti1Image:
-    """Load a NIfTI (or the series held under that path) and check it is a readable 4-D image
-    (InputError otherwise)."""
-    if str(path) in _HELD:
-        return _HELD[str(path)]
-    try:
-        img = nib.load(str(path))
-        shape = img.shape
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        raise InputError(f"cannot read {what} image ({type(exc).__name__}: {exc})", path=str(path)) from None
-    if len(shape) != 4:
-        raise InputError(f"{what} image has {len(shape)} dimensions, a 4-D time series is needed", path=str(path))
-    return img
-
-
-def read_data(img: nib.Nifti1Image, path: str | Path, what: str = "BOLD") -> np.ndarray:
-    """The image's voxel data as float32; a truncated or corrupt file raises InputError."""
-    try:
-        return np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:  # zlib / EOF / short-read errors from a damaged .nii.gz
-        raise InputError(f"cannot read {what} voxel data, the file is truncated or corrupt "
-                         f"({type(exc).__name__}: {exc})".replace("\n", " "), path=str(path)) from None
-
-
-def load_mask(path: str | Path, shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-    """Load a brain mask and check it is on the data grid."""
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:
-        raise InputError(f"cannot read brain mask ({type(exc).__name__}: {exc})", path=str(path)) from None
-    if data.shape[:3] != tuple(shape[:3]) or not np.allclose(img.affine, affine, atol=1e-3):
-        raise InputError(f"brain mask grid {data.shape} does not match the BOLD grid {tuple(shape[:3])}",
-                         path=str(path))
-    mask = data > 0
-    if not mask.any():
-        raise InputError("brain mask is empty", path=str(path))
-    return mask
 
 
 def repetition_time(bold_path: str | Path, img: nib.Nifti1Image) -> float:
