@@ -14,13 +14,16 @@ RSS of the child from the kernel, ``os.wait4``), so imports count as they do in 
 - ``before`` (with ``--before-src``, e.g. ``git archive <commit> src | tar -x -C /tmp/before``):
   the per-scan jobs of rviflow before issue #19 (nilearn's float64 clean, the temporary denoised
   series written as .nii.gz);
-- ``per_scan``: rviflow's per-scan jobs as separate processes, as per-scan mode runs them
-  (``denoise`` writing its temporary series uncompressed, ``reho`` reading it, ``parcellate_reho``);
-- ``fused``: the same steps in one process through ``rviflow.pipeline.batches.run_batch`` (how batch
-  mode, the default at scale, runs a scan): one load, the denoised series held in memory.
+- ``steps``: rviflow's steps as separate processes (as the separate jobs of ``keep_denoised: true``
+  run them, the series here written uncompressed): ``denoise``, ``reho`` reading it, ``parcellate``;
+- ``fused``: the same steps in one process through ``rviflow.pipeline.batches.run_batch``, as the
+  per-scan job ``reho_scan`` (per-scan mode, the default below 1,000 scans) and batch jobs run a
+  scan: one load of the BOLD, the denoised series held in memory;
+- ``snakemake``: the per-scan chain as a user runs it, ``snakemake --profile config/profiles/default``
+  on the shipped config asking for the subject's ReHo parcels (DAG, job and script start included).
 
 Per step: wall and CPU seconds, x load (wall / load wall), peak RSS; per chain: totals and
-CPU-hours per 1,000 such subjects. Outputs of ``fused`` and ``per_scan`` are compared (ReHo map
+CPU-hours per 1,000 such subjects. Outputs of ``fused``, ``steps`` and ``snakemake`` are compared (ReHo map
 and parcels). Results: benchmarks/results/bench_subject{,_quick}.{json,md}.
 
     .venv/bin/python benchmarks/bench_subject.py            # UK Biobank size, ~3 min
@@ -142,13 +145,15 @@ sys.exit(0 if (table["status"] == "ok").all() else 3)
 """
 
 
-def child(code: str, *args, threads: int = 2, src: str | Path = REPO / "src") -> dict:
-    """Run ``code`` in a fresh interpreter on ``threads`` CPUs (rviflow from ``src``): wall / CPU
-    seconds, peak RSS MB."""
+def child(code: str, *args, threads: int = 2, src: str | Path = REPO / "src", argv: list | None = None,
+          cwd: str | Path | None = None) -> dict:
+    """Run ``code`` in a fresh interpreter (or the command ``argv``) on ``threads`` CPUs (rviflow
+    from ``src``): wall / CPU seconds (its reaped descendants included), peak RSS MB (the largest
+    single process)."""
     env = dict(os.environ, NIPYPE_NO_ET="1", PYTHONPATH=str(src), OMP_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
+    proc = subprocess.Popen(argv or [sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -191,6 +196,26 @@ def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: st
             min_coverage=defaults["atlas"]["min_coverage"], min_regions=defaults["atlas"]["min_regions"],
             log=str(out / "logs" / "parcellate.log"), **common)),
     ]
+
+
+def snakemake_run(root: Path, paths: dict, atlas: str, labels: str, out: Path) -> dict:
+    """The per-scan chain as a user runs it (issue #19's measurement): ``snakemake --profile
+    config/profiles/default`` on the shipped config (the subject's BIDS participants row, the
+    atlas above, no ASL) asking for the subject's ReHo parcels; the whole Snakemake process tree."""
+    import yaml
+
+    bids = root / "bids"
+    bids.mkdir(exist_ok=True)
+    (bids / "participants.tsv").write_text("participant_id\tdiagnosis\tage\tsex\tsite\nsub-01\tMDD\t40\tF\tsite1\n")
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "bench", "BIDSVersion": "1.9.0"}))
+    cfg = root / f"{out.name}.yaml"
+    cfg.write_text(yaml.safe_dump(dict(bids_dir=str(bids), fmriprep_dir=str(Path(paths["bold"]).parents[2]),
+                                       output_dir=str(out), task="rest", space=SPACE,
+                                       atlas={"image": atlas, "labels": labels}, cbf={"enabled": "no"})))
+    target = out / "sub-01" / "func" / f"sub-01_task-rest_space-{SPACE}_desc-reho_parcels.tsv"
+    return child("", argv=[sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile",
+                           str(REPO / "config" / "profiles" / "default"), "--configfile", str(cfg), "--directory",
+                           str(root), "--cores", "2", "--quiet", "all", str(target)], cwd=root)
 
 
 def make_atlas(root: Path, mask_path: str) -> tuple[str, str]:
@@ -247,14 +272,20 @@ def run(args) -> dict:
             old = chain_kwargs(paths, root / f"before{rep}", atlas, labels, ".nii.gz", before=True)
             r["before"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"]), src=args.before_src) for s in old}
         steps = chain_kwargs(paths, root / f"per_scan{rep}", atlas, labels)
-        r["per_scan"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"])) for s in steps}
+        r["steps"] = {s["step"]: child(STEP, s["ref"], json.dumps(s["kwargs"])) for s in steps}
         fused = chain_kwargs(paths, root / f"fused{rep}", atlas, labels)
         plan = [dict(key="sub-01", participant_id="sub-01", steps=[dict(step=s["step"], kwargs=s["kwargs"])
                                                                    for s in fused])]
         record = root / f"fused{rep}" / "record.tsv"
         r["fused"] = {"denoise + reho + parcellate (one process)": child(
             FUSED, json.dumps([plan, str(record), [fused[0]["kwargs"]["out_bold"]]]))}
+        snake_out = root / f"snakemake{rep}"
+        r["snakemake"] = {"snakemake --profile default (reho_scan job + DAG)": snakemake_run(
+            root, paths, atlas, labels, snake_out)}
         r["same_outputs"] = compare(steps, fused)
+        r["snakemake_vs_fused"] = compare_files(
+            fused, str(snake_out / "sub-01" / "func" / f"sub-01_task-rest_space-{SPACE}_desc-reho_bold.nii.gz"),
+            str(snake_out / "sub-01" / "func" / f"sub-01_task-rest_space-{SPACE}_desc-reho_parcels.tsv"))
         if args.before_src:
             r["before_vs_after"] = compare(old, fused)
         repeats.append(r)
@@ -267,21 +298,29 @@ def run(args) -> dict:
 
 
 def compare(per_scan: list[dict], fused: list[dict]) -> dict:
-    """Largest differences between the per-scan and fused chains' ReHo map and parcels."""
+    """Largest differences between two chains' ReHo map and parcels."""
+    return compare_files(per_scan, per_scan[1]["kwargs"]["outputs"]["reho"], per_scan[2]["kwargs"]["out_tsv"],
+                         fused)
+
+
+def compare_files(chain: list[dict], reho: str, parcels: str, other: list[dict] | None = None) -> dict:
+    """Largest differences between ``reho`` / ``parcels`` and the ReHo map / parcels of ``chain``
+    (of ``other`` when given)."""
     import nibabel as nib
     import pandas as pd
 
-    a = np.asarray(nib.load(per_scan[1]["kwargs"]["outputs"]["reho"]).dataobj)
-    b = np.asarray(nib.load(fused[1]["kwargs"]["outputs"]["reho"]).dataobj)
-    pa = pd.read_csv(per_scan[2]["kwargs"]["out_tsv"], sep="\t").select_dtypes("number").to_numpy()
-    pb = pd.read_csv(fused[2]["kwargs"]["out_tsv"], sep="\t").select_dtypes("number").to_numpy()
+    ref = other or chain
+    a = np.asarray(nib.load(reho).dataobj)
+    b = np.asarray(nib.load(ref[1]["kwargs"]["outputs"]["reho"]).dataobj)
+    pa = pd.read_csv(parcels, sep="\t").select_dtypes("number").to_numpy()
+    pb = pd.read_csv(ref[2]["kwargs"]["out_tsv"], sep="\t").select_dtypes("number").to_numpy()
     return dict(reho_max_abs_diff=float(np.abs(a - b).max()), parcels_max_abs_diff=float(np.nanmax(np.abs(pa - pb))))
 
 
 def summarise(repeats: list[dict]) -> dict:
     """Best of the repeats per step; chain totals, x load and CPU-hours per 1,000 subjects."""
     best = {}
-    for chain in [c for c in ("load", "plain", "before", "per_scan", "fused") if c in repeats[0]]:
+    for chain in [c for c in ("load", "plain", "before", "steps", "per_scan", "fused", "snakemake") if c in repeats[0]]:
         best[chain] = {}
         for step in repeats[0][chain]:
             runs = [r[chain][step] for r in repeats]
@@ -326,20 +365,26 @@ def write(results: dict, out: Path) -> None:
     lines += ["", "| chain | CPU-hours per 1,000 subjects |", "|---|---|"]
     lines += [f"| {chain} | {c['cpu_hours_per_1000']} |" for chain, c in s.items() if chain != "load"]
     same = results["repeats"][-1]["same_outputs"]
-    lines += ["", "plain = nilearn clean_img + nibabel save (.nii.gz) + `rviflow reho` + regional means (the baseline); "
-              "before = rviflow's per-scan jobs before #19 (nilearn's float64 clean, temporary .nii.gz series), when "
-              "measured; per_scan = rviflow's per-scan jobs (per-scan mode), one process each, the temporary denoised "
-              "series written uncompressed (.nii); fused = the same steps in one process (`rviflow.pipeline.batches.run_batch`, batch "
-              "mode), the denoised series held in memory.",
-              f"Fused vs per-scan outputs: ReHo max |diff| {same['reho_max_abs_diff']:.3g}, parcels max |diff| "
-              f"{same['parcels_max_abs_diff']:.3g}."
+    last = results["repeats"][-1]
+    lines += ["", "load = nibabel's load of the BOLD (zlib), the floor; plain = nilearn clean_img + nibabel save (.nii.gz) + "
+              "`rviflow reho` + regional means (the baseline); before = rviflow's per-scan jobs before #19 (nilearn's "
+              "float64 clean, temporary .nii.gz series), when measured; steps = rviflow's steps as separate processes "
+              "(the separate jobs of keep_denoised: true; series written uncompressed here); fused = the same steps in "
+              "one process (`rviflow.pipeline.batches.run_batch`: the per-scan job `reho_scan` and batch jobs), one "
+              "load (ISA-L inflate, rviflow.io.nifti), the denoised series held in memory; snakemake = `snakemake "
+              "--profile config/profiles/default` on the shipped config asking for the subject's parcels (the DAG, "
+              "the reho_scan job and its script start included).",
+              f"Fused vs steps outputs: ReHo max |diff| {last['same_outputs']['reho_max_abs_diff']:.3g}, parcels max "
+              f"|diff| {last['same_outputs']['parcels_max_abs_diff']:.3g}; snakemake vs fused: ReHo "
+              f"{last['snakemake_vs_fused']['reho_max_abs_diff']:.3g}, parcels "
+              f"{last['snakemake_vs_fused']['parcels_max_abs_diff']:.3g}."
               + (f" After vs before (float32 cleaning vs nilearn's float64): ReHo max |diff| "
-                 f"{results['repeats'][-1]['before_vs_after']['reho_max_abs_diff']:.3g} (Kendall's W, 0-1), parcels "
-                 f"max |diff| {results['repeats'][-1]['before_vs_after']['parcels_max_abs_diff']:.3g}."
-                 if "before_vs_after" in results["repeats"][-1] else ""),
+                 f"{last['before_vs_after']['reho_max_abs_diff']:.3g} (Kendall's W, 0-1), parcels "
+                 f"max |diff| {last['before_vs_after']['parcels_max_abs_diff']:.3g}."
+                 if "before_vs_after" in last else ""),
               f"Goal ({results['goal']}): fused {s['fused']['x_load']}x load wall ({s['fused']['x_load_cpu']}x in "
-              f"CPU seconds), {s['fused']['peak_rss_mb']:,} MB; per_scan {s['per_scan']['x_load']}x wall "
-              f"({s['per_scan']['x_load_cpu']}x CPU)."
+              f"CPU seconds), {s['fused']['peak_rss_mb']:,} MB; through Snakemake {s['snakemake']['x_load']}x wall "
+              f"({s['snakemake']['x_load_cpu']}x CPU); steps as separate processes {s['steps']['x_load']}x wall."
               + (f" At load average {m['loadavg_start'][0]:.1f} on {m['cpus']} CPUs every wall time here is inflated "
                  "by other jobs (the bare load itself took "
                  f"{s['load']['steps']['load']['wall_s']} s wall for {s['load']['steps']['load']['cpu_s']} CPU s): "

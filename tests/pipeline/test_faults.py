@@ -34,7 +34,7 @@ pytestmark = pytest.mark.workflow
 SPACE = "MNI152NLin2009cAsym"
 SUBJECTS = ["sub-001", "sub-002", "sub-003", "sub-004"]
 #: job scripts of the per-subject rules; every other job script is a cohort-level one
-PER_SUBJECT_SCRIPTS = {"denoise", "reho", "parcellate", "cbf"}
+PER_SUBJECT_SCRIPTS = {"denoise", "reho", "parcellate", "cbf", "batch"}  # batch: a per-scan chain job too
 _JOB_SCRIPT = re.compile(r"\.snakemake/scripts/tmp\w+\.(\w+)\.py")
 CLEARED = "rviflow run: clearing the Snakemake lock a stopped run left"
 
@@ -241,8 +241,8 @@ def _mount_tmpfs(path: Path, size: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def write_faults(cohort, tmp_path_factory):
-    """The 4 subjects into a new output_dir where sub-003's folder is a 64 kB tmpfs (its denoised
-    BOLD does not fit: ENOSPC) and sub-004's func/ is read-only to the run (mode 555, the run
+    """The 4 subjects into a new output_dir where sub-003's folder is a 64 kB tmpfs (its maps do
+    not fit: ENOSPC) and sub-004's func/ is read-only to the run (mode 555, the run
     without root's CAP_DAC_OVERRIDE: EACCES). Snakemake removes a failed job's empty output
     folders, so the tmpfs is mounted one level up, where that stops."""
     root = tmp_path_factory.mktemp("write_faults")
@@ -276,12 +276,14 @@ def test_write_fault_fails_the_job_with_one_line(write_faults, sub, error):
     rc, log, out, left = write_faults
     assert rc != 0 and "Traceback" not in log, log[-3000:]
     lines = [ln for ln in log.splitlines() if ln.startswith("rviflow ") and f" {sub}:" in ln]
-    name = f"{sub}_task-rest_space-{SPACE}_desc-denoised_bold.nii"  # temporary: uncompressed
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"rviflow denoise: {sub}: cannot write ") and name in lines[0] and \
-        lines[0].endswith(error), lines[0]
+    # the per-scan chain job (reho_scan) holds the denoised series in memory: its first write
+    # into the subject's folder (a sidecar or map of the chain) is the one that fails
+    written = re.match(rf"rviflow (\w+): {sub}: cannot write (\S+): ", lines[0])
+    assert written and written.group(2).startswith(str(out / sub / "func" / f"{sub}_task-rest_space-{SPACE}_desc-")) \
+        and lines[0].endswith(error), lines[0]
     assert left[sub] == [], left[sub]  # nothing under the final name, no temporary left
-    rule_log = (out / "logs" / "denoise" / sub / "func" / f"{sub}_task-rest.log").read_text()
+    rule_log = (out / "logs" / "reho_scan" / sub / "func" / f"{sub}_task-rest.log").read_text()
     assert rule_log.endswith(lines[0] + "\n") and "Traceback" not in rule_log, rule_log  # the job's log says it
     for good in ("sub-001", "sub-002"):  # the other subjects ran on (keep-going)
         assert (out / good / "func" / f"{good}_task-rest_space-{SPACE}_desc-reho_parcels.tsv").exists()

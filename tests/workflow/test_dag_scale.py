@@ -51,7 +51,7 @@ def test_dry_run_on_empty_placeholder_files(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:")[1].split("\n\n")[0], re.M))
-    assert int(stats["denoise"]) == int(stats["reho"]) == int(stats["parcellate_reho"]) == 30
+    assert int(stats["reho_scan"]) == 30 and not {"denoise", "reho", "parcellate_reho"} & set(stats)
 
 
 def test_batch_mode_plans_one_job_per_batch_of_placeholders(tmp_path):

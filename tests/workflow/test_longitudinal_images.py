@@ -62,7 +62,7 @@ def test_a_late_follow_up_runs_only_its_jobs_and_the_cohort_rules(two_runs):
     assert second.returncode == 0, second.stderr[-3000:]
     ran = jobs_that_ran(second.stderr)
     per_scan = {(r, s) for r, s in ran if s}
-    assert per_scan == {(r, LATE) for r in ("denoise", "reho", "parcellate_reho")}, sorted(per_scan)
+    assert per_scan == {("reho_scan", LATE)}, sorted(per_scan)
     assert {"collect_reho", "change", "qc_table"} <= {r for r, s in ran if not s}
     assert two_runs["untouched"], "files of scans already done were rewritten"
     scans = pd.read_csv(two_runs["out"] / "group" / "parcels_reho_scans.tsv", sep="\t", dtype=str)

@@ -86,7 +86,7 @@ def test_first_run_runs_every_job(rerun_history):
     first = rerun_history["first"]
     subjects = {s for _, s in _per_subject(first)}
     assert len(subjects) == 6 and not subjects & set(NEW)
-    assert {"denoise", "reho", "parcellate_reho"} <= {r for r, _ in _per_subject(first)}
+    assert {r for r, _ in _per_subject(first)} == {"reho_scan"}  # per scan: one job, denoise -> ReHo -> parcels
     assert {"collect_reho", "effect_sizes", "qc_table"} <= _cohort(first)
 
 
@@ -117,8 +117,9 @@ def test_reho_parameter_reruns_reho_and_downstream_not_denoise(rerun_history):
 
 
 def test_reho_parameter_with_temp_denoised_bold(rerun_history):
-    """Default (keep_denoised: false): the denoised BOLD is deleted once ReHo has read it, so the
-    first ReHo parameter change must re-create it: denoise re-runs, because its output is missing."""
+    """Default (keep_denoised: false): the per-scan chain job (reho_scan) holds the denoised BOLD in
+    memory and never writes it, so the first ReHo parameter change with keep_denoised switched on
+    must create it: the separate denoise job runs, because its output is missing."""
     assert rerun_history["denoised_after_first"] == []  # temp: gone after the first run
     ran = rerun_history["reho_temp"]
     subjects = set(rerun_history["old"]) | set(NEW)
@@ -130,11 +131,11 @@ def test_reho_parameter_with_temp_denoised_bold(rerun_history):
 
 
 def test_resources_scale_with_bold_size(rerun_history):
-    """The first run's log shows each denoise job's mem_mb: 1,500 MB + 12 x its BOLD's MB
+    """The first run's log shows each per-scan chain job's mem_mb: 1,500 MB + 12 x its BOLD's MB
     (workflow/rules/common.smk), i.e. computed per job from the input size."""
     seen = {}
     for m in JOB_BLOCK.finditer(LOGS["first"]):
-        if m.group(1) == "denoise":
+        if m.group(1) == "reho_scan":
             sub = re.search(r"wildcards: scan=(sub-[a-zA-Z0-9]+)", m.group(2)).group(1)
             seen[sub] = int(re.search(r"mem_mb=(\d+)", m.group(2)).group(1))
     assert len(seen) == 6

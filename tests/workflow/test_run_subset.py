@@ -24,7 +24,7 @@ import pytest
 from conftest import MACHINERY_CONFIG, finished_jobs, output_mtimes, write_config
 
 pytestmark = pytest.mark.workflow
-PER_SCAN = {"denoise", "reho", "parcellate_reho"}
+PER_SCAN = {"reho_scan"}  # per-scan mode: one job per scan (denoise -> ReHo -> parcels)
 
 
 def rviflow(*args, cwd) -> subprocess.CompletedProcess:

@@ -224,7 +224,7 @@ def test_every_rule_writes_its_log(pipeline_run):
     _, out, _ = pipeline_run
     logs = sorted((out / "logs").rglob("*.log"))
     kinds = {p.relative_to(out / "logs").parts[0].removesuffix(".log") for p in logs}  # logs/<step>/<scan>.log
-    assert {"denoise", "reho", "parcellate_reho", "cbf", "parcellate_cbf", "collect_reho", "collect_cbf", "effect_sizes", "qc_table", "report",
+    assert {"reho_scan", "cbf", "parcellate_cbf", "collect_reho", "collect_cbf", "effect_sizes", "qc_table", "report",
             "participants_table", "dataset_description", "rvi", "prediction"} <= kinds, kinds
     empty = [str(p.relative_to(out)) for p in logs if p.stat().st_size == 0]
     assert not empty, empty
@@ -233,8 +233,8 @@ def test_every_rule_writes_its_log(pipeline_run):
 
 
 def test_a_failing_step_has_its_error_in_its_log(broken_run):
-    """sub-004's 3-D BOLD fails its denoise step: the one-line reason is in that scan's denoise log
+    """sub-004's 3-D BOLD fails its denoise step: the one-line reason is in that scan's job log
     (it used to reach only Snakemake's stream)."""
     _, out = broken_run
-    log = next((out / "logs" / "denoise").rglob("sub-004*.log")).read_text()  # logs/denoise/<scan>.log
+    log = next((out / "logs" / "reho_scan").rglob("sub-004*.log")).read_text()  # logs/reho_scan/<scan>.log
     assert "sub-004" in log and "3 dimensions" in log, log

@@ -6,6 +6,8 @@ include: "measures_inputs.smk"
 
 
 for _src in ["denoise"] + (["regress"] if any(m.chain[0] == "regress" for m in GEN_MEASURES) else []):
+    if all(is_fused(step) for step, s in STEP_SPECS.items() if s.chain[0] == _src):
+        continue  # made inside the per-scan chain jobs (<step>_scan below)
 
     rule:
         name:
@@ -38,6 +40,8 @@ for _src in ["denoise"] + (["regress"] if any(m.chain[0] == "regress" for m in G
 
 
 for _step, _spec in GEN_STEPS.items():
+    if is_fused(_step):
+        continue
 
     rule:
         name:
@@ -102,9 +106,44 @@ for _step, _spec in STEP_SPECS.items():
             "../../scripts/batch.py"
 
 
+for _step, _spec in STEP_SPECS.items():
+    if _step not in FUSED:
+        continue
+
+    # per-scan mode, temporary series: the scan's series -> measures -> parcels in one job, on
+    # one load of the BOLD (the same steps and files as the separate jobs and the batch jobs)
+    rule:
+        name:
+            f"{_step}_scan"
+        input:
+            bold=lambda w: scan_of(w).bold,
+            mask=lambda w: scan_of(w).mask,
+            confounds=lambda w: scan_of(w).confounds,
+            atlas_image=ATLAS_IMAGE,
+            atlas_labels=ATLAS_LABELS,
+        output:
+            **scan_chain_outputs(_step),
+        params:
+            plan=lambda w, _step=_step: [measure_chain(_step, w.scan, log_path(f"{_step}_scan", w.scan))],
+            intermediates=lambda w, _spec=_spec: [series_path(_spec, ".nii.gz", w.scan)],
+            per_scan=True,
+        threads: max(2, _spec.threads)
+        log:
+            log_path(f"{_step}_scan"),
+        resources:
+            mem_mb=scan_mem_mb(batch_resources(_step)[0], max(batch_resources(_step)[1], 12)),
+            runtime=scan_runtime(batch_resources(_step)[2], batch_resources(_step)[3] + 0.1),
+        group:
+            "subject"
+        conda:
+            os.path.join(ENVS, "reho.yaml")
+        script:
+            "../../scripts/batch.py"
+
+
 for _spec in PARCELLATED:
     _src = SOURCES[_spec.source]
-    if _spec.parcellated:  # else its step wrote the regional rows (fc)
+    if _spec.parcellated and not (_spec.source == "bold" and is_fused(_spec.step_name)):  # fc: its step wrote the rows
 
         rule:
             name:

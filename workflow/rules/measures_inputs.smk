@@ -40,6 +40,32 @@ STEP_SPECS = {"reho": REGISTRY["reho"], **GEN_STEPS}
 BATCHES_OF = {"reho": REHO_BATCHES, **GEN_BATCHES, "cbf": CBF_BATCHES}
 #: the batch rule (and record) a step's scans run in
 BATCH_STEP = {step: "reho" if step in RIDERS else step for step in BATCHES_OF}
+#: BOLD chains that run per scan as one job, <step>_scan (a batch of one, the series held in
+#: memory): per-scan mode with a temporary series (ReHo's: REHO_FUSED, reho.smk; the regressed
+#: series is always temporary)
+FUSED = {step for step, s in STEP_SPECS.items() if BATCH_STEP[step] == step and not BATCHES_OF[step]
+         and (REHO_FUSED if s.chain[0] == "denoise" else True)}
+
+
+def is_fused(step):
+    """True when ``step`` runs inside a per-scan chain job (its own or, a rider, ReHo's)."""
+    return BATCH_STEP.get(step, step) in FUSED
+
+
+def scan_chain_outputs(step):
+    """Declared outputs of a per-scan chain job: the series' sidecar, every map and sidecar of
+    the chain's steps (ReHo's riders included) and each measure's parcels; the temporary series
+    itself is never written."""
+    steps = [step] + (RIDERS if step == "reho" else [])
+    outs = {"series_json": series_path(STEP_SPECS[step], ".json")}
+    for st in steps:
+        outs.update({f"{st}_{k}": v for k, v in gen_outputs(st).items() if k != "att"})
+    for m in PARCELLATED:
+        if m.step_name in steps and m.parcellated:
+            outs.update({f"{m.name}_parcels_{e[1:]}": out_path(m.name, "parcels", e) for e in (".tsv", ".json")})
+    return outs
+
+
 #: a measure's per-scan source: its scans (key -> plan), the wildcard naming one, the plan of a
 #: job and the coverage threshold (its conda env and CBF's brain-mask input are in measures.smk)
 SOURCES = {
@@ -102,17 +128,18 @@ def gen_files(spec):
     return files
 
 
-def measure_chain(step, key):
+def measure_chain(step, key, log=None):
     """One scan's series -> step -> parcellation of each family member (then the RIDERS' steps
     on ReHo's series), as run_batch steps (kwargs of rviflow.pipeline.steps), with the per-scan rules' file
-    names (batch.smk)."""
-    chain = _measure_chain(step, key)
+    names (batch.smk). ``log``: every step's one-line log there (a per-scan chain job's own log),
+    else in the per-step logs a batch job leaves for each scan."""
+    chain = _measure_chain(step, key, log)
     for rider in RIDERS if step == "reho" else []:
-        chain["steps"] += _measure_chain(rider, key)["steps"][1:]  # the series is made already
+        chain["steps"] += _measure_chain(rider, key, log)["steps"][1:]  # the series is made already
     return chain
 
 
-def _measure_chain(step, key):
+def _measure_chain(step, key, log=None):
     s, spec = SCANS[key], STEP_SPECS[step]
     outs = gen_outputs(step, key)
     series = dict(bold=series_path(spec, ".nii.gz", key), json=series_path(spec, ".json", key))
@@ -120,12 +147,12 @@ def _measure_chain(step, key):
     src = spec.chain[0]
     steps = [dict(step="denoise", kwargs=dict(bold=s.bold, mask=s.mask, out_bold=series["bold"],
                                               out_json=series["json"], work_dir=work_dir(src, key),
-                                              options=SERIES[src][1], log=log_path(src, key), threads=spec.threads,
+                                              options=SERIES[src][1], log=log or log_path(src, key), threads=spec.threads,
                                               **common)),
              dict(step="measure" if spec.compute else step, kwargs=dict(
                  bold=series["bold"], bold_json=series["json"], mask=s.mask, outputs=outs, work_dir=work_dir(step, key),
                  options=gen_options(spec) if spec.compute else step_options(spec, config[spec.config_section]),
-                 threads=spec.threads, log=log_path(step, key), **common,
+                 threads=spec.threads, log=log or log_path(step, key), **common,
                  **(dict(measure=spec.base or spec.name) if spec.compute else {})))]
     for m in PARCELLATED:
         if m.step_name == step and m.parcellated:
@@ -134,6 +161,6 @@ def _measure_chain(step, key):
                 atlas_image=ATLAS_IMAGE, atlas_labels=ATLAS_LABELS, measure=m.name,
                 out_tsv=out_path(m.name, "parcels", ".tsv", scan=key),
                 out_json=out_path(m.name, "parcels", ".json", scan=key), work_dir=work_dir("parcellate", key),
-                session=s.session or "", log=log_path(f"parcellate_{m.name}", key),
+                session=s.session or "", log=log or log_path(f"parcellate_{m.name}", key),
                 min_coverage=config["atlas"]["min_coverage"], min_regions=config["atlas"]["min_regions"], **common)))
     return dict(key=key, participant_id=s.participant_id, steps=steps)

@@ -1,4 +1,5 @@
-"""Batch mode for cohorts of thousands: many scans' per-scan steps in one job.
+"""Batch mode for cohorts of thousands: many scans' per-scan steps in one job (and, in per-scan
+mode, one scan's BOLD chain in one job: a batch of one, :func:`run_batch`).
 
 Snakemake spends a few milliseconds on every job it plans (inputs, outputs, resources), so a
 UK Biobank-size cohort as one job per step per scan (5 x 15,501 = 77,500 jobs) takes minutes to
@@ -71,7 +72,8 @@ def assign_batches(keys: list[str], manifest: str | Path, size: int) -> dict[str
     return {b: sorted(g["scan"]) for b, g in table.groupby("batch")}
 
 
-def run_batch(plan: list[dict], record: str | Path, remove: list[str] = (), threads: int | None = None) -> pd.DataFrame:
+def run_batch(plan: list[dict], record: str | Path | None, remove: list[str] = (), threads: int | None = None,
+              keep_finished: bool = True) -> pd.DataFrame:
     """Run each scan's steps in order (``plan``: one dict per scan with ``key``, ``participant_id``
     and ``steps``, a list of {"step": name in STEPS, "kwargs": {...}}); then delete ``remove``
     (intermediates the per-scan jobs would have kept as temp files) and write the record: one row
@@ -80,12 +82,15 @@ def run_batch(plan: list[dict], record: str | Path, remove: list[str] = (), thre
     A subject's bad input is handled inside the step functions exactly as in a per-scan job
     (failure sidecar, placeholders, on_subject_error); anything else stops the batch.
     ``threads`` (the batch job's ``threads:``) replaces the planned threads of steps that take them.
+    ``keep_finished``: a scan already finished (:func:`finished`) is kept, not recomputed (batch
+    jobs; a per-scan chain job, which Snakemake runs only when its outputs are due, passes False).
+    ``record``: None writes no record (a per-scan chain job declares its files instead).
     """
     rows = []
     removed = set(map(str, remove))
     for scan in plan:
         reason = ""
-        if finished(scan, removed):
+        if keep_finished and finished(scan, removed):
             print(f"{scan['key']}: kept (finished earlier: outputs newer than inputs, same parameters)", flush=True)
             rows.append(dict(scan=scan["key"], participant_id=scan["participant_id"], status="ok", reason=""))
             continue
@@ -109,8 +114,9 @@ def run_batch(plan: list[dict], record: str | Path, remove: list[str] = (), thre
         if os.path.exists(path):
             os.remove(path)
     table = pd.DataFrame(rows, columns=["scan", "participant_id", "status", "reason"])
-    with atomic_path(record) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    if record is not None:
+        with atomic_path(record) as tmp:
+            table.to_csv(tmp, sep="\t", index=False)
     return table
 
 
