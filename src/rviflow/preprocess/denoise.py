@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -129,11 +130,23 @@ def denoise_bold(
     qc : dict
         n_volumes, n_volumes_kept, mean_fd_mm, tr_s, voxel_size_mm ('2x2x2'), confounds (column names).
     """
-    from nilearn.interfaces.fmriprep import load_confounds
-    from nilearn.signal import clean
-
     img = load_4d(bold_path, "BOLD")
     mask = load_mask(mask_path, img.shape, img.affine)
+    # the voxel data are read (ISA-L inflate, GIL released) while the confounds and the cleaning
+    # operator are prepared: ~0.5-1 s less per UK Biobank-sized run (benchmarks/bench_subject.py)
+    reader = ThreadPoolExecutor(max_workers=1)
+    data = reader.submit(read_data, img, bold_path)
+    try:
+        return _denoise(img, data, mask, bold_path, strategy, motion, wm_csf, global_signal, scrub, fd_threshold,
+                        std_dvars_threshold, scrub_min_segment, high_pass, low_pass, min_timepoints, threads)
+    finally:
+        reader.shutdown(wait=False, cancel_futures=True)  # an input error: do not wait for the read
+
+
+def _denoise(img, data, mask, bold_path, strategy, motion, wm_csf, global_signal, scrub, fd_threshold,
+             std_dvars_threshold, scrub_min_segment, high_pass, low_pass, min_timepoints, threads):
+    from nilearn.interfaces.fmriprep import load_confounds
+
     tr = repetition_time(bold_path, img)
     n_vol = img.shape[3]
     strategy = list(strategy) + (["scrub"] if scrub and "scrub" not in strategy else [])
@@ -165,29 +178,29 @@ def denoise_bold(
     # brain voxels are gathered volume by volume from contiguous memory (data[mask] strides a whole
     # volume per time point, and one 2-D take is ~3x slower than this loop over volumes: 2.3 s vs
     # 0.1 s on a UK Biobank-sized run)
-    brain = np.flatnonzero(mask.ravel(order="F"))  # voxel order: x fastest, as in the file
-    volumes = read_data(img, bold_path).reshape(-1, n_vol, order="F").T  # (T, X*Y*Z) view
-    signals = np.empty((n_vol, brain.size), dtype=np.float32)  # (T, V)
-    for t in range(n_vol):
-        np.take(volumes[t], brain, out=signals[t])
-    del volumes
-    if not np.isfinite(signals).all():
-        raise InputError("BOLD has NaN or Inf values inside the brain mask", path=str(bold_path))
-    if not signals.any():
-        raise InputError("BOLD is all zeros inside the brain mask", path=str(bold_path))
     try:
-        # clean(signals) == clean(I) @ signals (linear; see the module docstring). The series are
-        # centred first: M removes constants, and centring keeps float32 rounding at the scale of
-        # the fluctuations rather than of the raw intensities.
+        # clean(signals) == clean(I) @ signals (linear; see the module docstring)
         op = clean_operator(n_vol, confounds.to_numpy(), sample_mask, tr, low_pass, high_pass)
-        signals -= signals.mean(axis=0, dtype=np.float64).astype(np.float32)
-        cleaned = apply_operator(op.astype(np.float32), signals, threads)
     except ValueError as exc:
         if "padlen" not in str(exc):
             raise
         # scipy's filtfilt pads by ~3 filter lengths: a series this short cannot be band-passed
         raise InputError(f"{kept} volumes are too few to band-pass ({exc}); set denoise.high_pass and "
                          "denoise.low_pass to null for such short runs", path=str(bold_path)) from None
+    brain = np.flatnonzero(mask.ravel(order="F"))  # voxel order: x fastest, as in the file
+    volumes = data.result().reshape(-1, n_vol, order="F").T  # (T, X*Y*Z) view
+    signals = np.empty((n_vol, brain.size), dtype=np.float32)  # (T, V)
+    for t in range(n_vol):
+        np.take(volumes[t], brain, out=signals[t])
+    del volumes, data
+    if not np.isfinite(signals).all():
+        raise InputError("BOLD has NaN or Inf values inside the brain mask", path=str(bold_path))
+    if not signals.any():
+        raise InputError("BOLD is all zeros inside the brain mask", path=str(bold_path))
+    # The series are centred first: M removes constants, and centring keeps float32 rounding at
+    # the scale of the fluctuations rather than of the raw intensities.
+    signals -= signals.mean(axis=0, dtype=np.float64).astype(np.float32)
+    cleaned = apply_operator(op.astype(np.float32), signals, threads)
     del signals
     # scattered back voxel-major (each voxel's series contiguous: ~3x faster than time-major, and
     # pages of the zeros outside the brain are never touched), viewed as (X, Y, Z, T_kept)
