@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -257,6 +258,9 @@ def run(args) -> dict:
                                              bold_mb=round(os.path.getsize(paths["bold"]) / 2**20, 1)))
     repeats = []
     for rep in range(args.repeats):
+        for old in root.glob("*[0-9]"):  # outputs of an earlier run in this workdir: nothing may be kept
+            if old.is_dir() and old.name.rstrip("0123456789") in ("plain", "before", "per_scan", "fused", "snakemake"):
+                shutil.rmtree(old)
         r = {}
         r["load"] = {"load": child(LOAD, paths["bold"])}
         plain = root / f"plain{rep}"
@@ -298,6 +302,7 @@ def run(args) -> dict:
     results["summary"] = summarise(repeats)
     results["goal"] = "per-scan chain <= 2x the bare load (wall), peak RSS <= 4 GB, 2 cores"
     results["quick"] = bool(args.quick)
+    results["before_label"] = args.before_label
     return results
 
 
@@ -350,7 +355,7 @@ def write(results: dict, out: Path) -> None:
     m, i, s = results["machine"], results["input"], results["summary"]
     lines = ["# Per-subject throughput (denoise -> ReHo -> parcels)", "",
              "`.venv/bin/python benchmarks/bench_subject.py" + (" --quick" if results["quick"] else "")
-             + (" --before-src <rviflow before #19>/src" if "before" in s else "") + "`. Wall times on a shared "
+             + (" --before-src <older rviflow>/src" if "before" in s else "") + "`. Wall times on a shared "
              "machine include other jobs' load: CPU seconds are the steadier measure.", "",
              f"{m['date']} · {m['cpu']} · {m['cpus']} CPUs · {m['ram_gb']} GB RAM · Python {m['python']} · load "
              f"average at start {m['loadavg_start'][0]:.1f} (shared machine: wall times include other jobs' load)", "",
@@ -371,8 +376,8 @@ def write(results: dict, out: Path) -> None:
     same = results["repeats"][-1]["same_outputs"]
     last = results["repeats"][-1]
     lines += ["", "load = nibabel's load of the BOLD (zlib), the floor; plain = nilearn clean_img + nibabel save (.nii.gz) + "
-              "`rviflow reho` + regional means (the baseline); before = rviflow's per-scan jobs before #19 (nilearn's "
-              "float64 clean, temporary .nii.gz series), when measured; steps = rviflow's steps as separate processes "
+              "`rviflow reho` + regional means (the baseline); before = an older rviflow's steps (`--before-src`, "
+              f"{results.get('before_label') or 'not measured'}) as separate processes, the series written as .nii.gz; steps = rviflow's steps as separate processes "
               "(the separate jobs of keep_denoised: true; series written uncompressed here); fused = the same steps in "
               "one process (`rviflow.pipeline.batches.run_batch`: the per-scan job `reho_scan` and batch jobs), one "
               "load (ISA-L inflate, rviflow.io.nifti), the denoised series held in memory; snakemake = `snakemake "
@@ -382,7 +387,7 @@ def write(results: dict, out: Path) -> None:
               f"|diff| {last['same_outputs']['parcels_max_abs_diff']:.3g}; snakemake vs fused: ReHo "
               f"{last['snakemake_vs_fused']['reho_max_abs_diff']:.3g}, parcels "
               f"{last['snakemake_vs_fused']['parcels_max_abs_diff']:.3g}."
-              + (f" After vs before (float32 cleaning vs nilearn's float64): ReHo max |diff| "
+              + (f" After vs before: ReHo max |diff| "
                  f"{last['before_vs_after']['reho_max_abs_diff']:.3g} (Kendall's W, 0-1), parcels "
                  f"max |diff| {last['before_vs_after']['parcels_max_abs_diff']:.3g}."
                  if "before_vs_after" in last else ""),
@@ -412,7 +417,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workdir", default="", help="where to build the subject (reused if there)")
     ap.add_argument("--out", default="")
-    ap.add_argument("--before-src", default="", help="src/ of rviflow before #19: its per-scan chain as 'before'")
+    ap.add_argument("--before-src", default="", help="src/ of an older rviflow: its steps as 'before'")
+    ap.add_argument("--before-label", default="", help="what --before-src is (e.g. its commit)")
     args = ap.parse_args(argv)
     results = run(args)
     out = Path(args.out or REPO / "benchmarks" / "results" / ("bench_subject_quick" if args.quick else "bench_subject"))

@@ -110,3 +110,24 @@ def test_damaged_gz_is_one_line_input_error(tmp_path, damage):
         read_data(img, path)
     msg = str(err.value)
     assert "truncated or corrupt" in msg and str(path) in msg and "\n" not in msg
+
+
+def test_shared_reads_load_a_file_once(tmp_path, monkeypatch):
+    """share_reads (a chain making two series from one BOLD): the second read_data of the same
+    file returns the first array, read-only, without reading the file again; off: read anew."""
+    import rviflow.io.nifti as nifti
+
+    path = tmp_path / "sub-01_bold.nii.gz"
+    nib.save(_image("float32", np.random.default_rng(6)), path)
+    calls = []
+    real = nifti._read
+    monkeypatch.setattr(nifti, "_read", lambda *a: calls.append(a[1]) or real(*a))
+    nifti.share_reads(True)
+    try:
+        first, second = read_data(load_4d(path), path), read_data(load_4d(path), path)
+        assert second is first and not first.flags.writeable and len(calls) == 1
+    finally:
+        nifti.share_reads(False)
+    again = read_data(load_4d(path), path)
+    assert len(calls) == 2 and again is not first
+    np.testing.assert_array_equal(again, first)

@@ -222,7 +222,10 @@ def test_alff_batch_mode_equals_per_scan_mode(alff_runs):
     runs, _ = alff_runs
     proc, _ = runs["batch"]
     rules = [r for r, _ in finished_jobs(proc.stdout + proc.stderr)]
-    assert rules.count("alff_batch") == 2 and "alff" not in rules and "regress" not in rules
+    # ALFF rides in ReHo's chain job: one load of the BOLD per scan for every BOLD measure
+    assert rules.count("reho_batch") == 2 and not {"alff_batch", "alff", "regress"} & set(rules)
+    scan_rules = {r for r, _ in finished_jobs(runs["scan"][0].stdout + runs["scan"][0].stderr)}
+    assert "reho_scan" in scan_rules and not {"alff_scan", "alff", "regress", "denoise", "reho"} & scan_rules
     compared = assert_same_outputs(runs["scan"][1], runs["batch"][1])
     assert {"group/parcels_alff.tsv", "group/parcels_falff.tsv"} <= compared
     assert sum(f.endswith("_desc-zfalff_bold.nii.gz") for f in compared) == 8

@@ -1,7 +1,7 @@
 # Batch mode (config batch_size > 0, see common.smk): one job runs the per-scan chain of many
 # scans through rviflow.pipeline.batches.run_batch, calling the same step functions with the same file
 # names as the per-scan rules (whose declared outputs name the files here). BOLD measures'
-# batch rules (reho_batch, <step>_batch) are generated in measures.smk.
+# batch rule (reho_batch: ReHo and every generated BOLD measure) is generated in measures.smk.
 include: "batch_inputs.smk"
 
 

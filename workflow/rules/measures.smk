@@ -89,8 +89,7 @@ for _step, _spec in STEP_SPECS.items():
             batch_record(_step),
         params:
             plan=lambda w, _step=_step: [measure_chain(_step, k) for k in BATCHES_OF[_step][w.batch]],
-            intermediates=lambda w, _spec=_spec, _step=_step: [] if _spec.chain[0] == "denoise" and config["denoise"][
-                "keep_denoised"] else [series_path(_spec, ".nii.gz", k) for k in BATCHES_OF[_step][w.batch]],
+            intermediates=lambda w, _step=_step: chain_intermediates(_step, BATCHES_OF[_step][w.batch]),
         threads: _spec.threads
         log:
             os.path.join(OUT, "logs", f"{_step}_batch", "batch-{batch}.log"),
@@ -125,7 +124,7 @@ for _step, _spec in STEP_SPECS.items():
             **scan_chain_outputs(_step),
         params:
             plan=lambda w, _step=_step: [measure_chain(_step, w.scan, log_path(f"{_step}_scan", w.scan))],
-            intermediates=lambda w, _spec=_spec: [series_path(_spec, ".nii.gz", w.scan)],
+            intermediates=lambda w, _step=_step: chain_intermediates(_step, [w.scan]),
             per_scan=True,
         threads: max(2, _spec.threads)
         log:

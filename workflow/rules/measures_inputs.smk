@@ -2,7 +2,8 @@
 # measures read (denoise: confounds regressed + band-passed, for ReHo; regress: confounds regressed,
 # not band-passed, for ALFF-type measures), the step of every generated measure whose config
 # section says enabled: true (one rule per step, shared by a family such as alff / falff), and
-# parcellation of each measure's chosen map; per cohort: collect_<m>; in batch mode: <step>_batch.
+# parcellation of each measure's chosen map; per cohort: collect_<m>; per scan (temporary series):
+# reho_scan, ReHo's chain job with every generated BOLD measure riding in it; batch mode: reho_batch.
 # ReHo's own step stays in reho.smk. A new measure needs no rule file (CONTRIBUTING.md).
 DENOISE_OPTIONS = {k: v for k, v in config["denoise"].items() if k != "keep_denoised"}
 
@@ -22,10 +23,12 @@ def _gen_measures():
 
 GEN_MEASURES = _gen_measures()
 GEN_STEPS = {s.step_name: s for s in reversed(GEN_MEASURES)}  # the family's first spec names its step
-#: generated steps reading ReHo's series (denoise) run inside reho_batch in batch mode, after ReHo:
-#: one denoising per scan, and reho_batch's removal of the series cannot race their reading it
-RIDERS = [step for step, s in GEN_STEPS.items() if s.chain[0] == "denoise"]
-GEN_BATCHES = {step: REHO_BATCHES if step in RIDERS else batches_of(step, SCANS) for step in GEN_STEPS}
+#: every generated BOLD step runs inside ReHo's chain job (reho_scan, reho_batch), after ReHo: one
+#: load of the BOLD per scan for all BOLD measures (rviflow.io.nifti.share_reads), one denoising
+#: (the measures on ReHo's denoised series first, then those on the regressed series), and the job's
+#: removal of a series cannot race a measure reading it. (keep_denoised: separate jobs per step.)
+RIDERS = sorted(GEN_STEPS, key=lambda step: GEN_STEPS[step].chain[0] != "denoise")
+GEN_BATCHES = {step: REHO_BATCHES for step in GEN_STEPS}
 MEASURES.extend(s.name for s in GEN_MEASURES)
 #: series rules -> (desc of the output, options); regress keeps the whole spectrum (fALFF needs it)
 SERIES = {"denoise": ("denoised", DENOISE_OPTIONS),
@@ -52,12 +55,24 @@ def is_fused(step):
     return BATCH_STEP.get(step, step) in FUSED
 
 
+def chain_series(step):
+    """The series (denoise, regress) a step's chain job makes, in order."""
+    steps = [step] + (RIDERS if step == "reho" else [])
+    return list(dict.fromkeys(STEP_SPECS[st].chain[0] for st in steps))
+
+
+def chain_intermediates(step, keys):
+    """The temporary series of a chain job's scans (removed at its end; in memory in the job)."""
+    return [out_path(SERIES[src][0], "bold", SERIES_EXT[src], scan=k) for src in chain_series(step)
+            if not (src == "denoise" and config["denoise"]["keep_denoised"]) for k in keys]
+
+
 def scan_chain_outputs(step):
-    """Declared outputs of a per-scan chain job: the series' sidecar, every map and sidecar of
+    """Declared outputs of a per-scan chain job: the series' sidecars, every map and sidecar of
     the chain's steps (ReHo's riders included) and each measure's parcels; the temporary series
     itself is never written."""
     steps = [step] + (RIDERS if step == "reho" else [])
-    outs = {"series_json": series_path(STEP_SPECS[step], ".json")}
+    outs = {f"{src}_json": out_path(SERIES[src][0], "bold", ".json") for src in chain_series(step)}
     for st in steps:
         outs.update({f"{st}_{k}": v for k, v in gen_outputs(st).items() if k != "att"})
     for m in PARCELLATED:
@@ -134,8 +149,12 @@ def measure_chain(step, key, log=None):
     names (batch.smk). ``log``: every step's one-line log there (a per-scan chain job's own log),
     else in the per-step logs a batch job leaves for each scan."""
     chain = _measure_chain(step, key, log)
+    made = {STEP_SPECS[step].chain[0]}
     for rider in RIDERS if step == "reho" else []:
-        chain["steps"] += _measure_chain(rider, key, log)["steps"][1:]  # the series is made already
+        steps = _measure_chain(rider, key, log)["steps"]
+        src = GEN_STEPS[rider].chain[0]
+        chain["steps"] += steps[1:] if src in made else steps  # a series made already is not made again
+        made.add(src)
     return chain
 
 

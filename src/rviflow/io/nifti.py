@@ -25,6 +25,9 @@ from rviflow.errors import InputError
 
 #: series a fused chain holds in memory, by the path it would have been written to (hold_series)
 _HELD: dict[str, nib.Nifti1Image] = {}
+#: voxel data read while share_reads is on, by file
+_READS: dict[str, np.ndarray] = {}
+_SHARING = [False]
 
 
 def hold_series(path: str | Path, img: nib.Nifti1Image) -> None:
@@ -36,6 +39,15 @@ def hold_series(path: str | Path, img: nib.Nifti1Image) -> None:
 def release_series() -> None:
     """Forget every held series (end of a scan's chain)."""
     _HELD.clear()
+
+
+def share_reads(on: bool) -> None:
+    """While on, :func:`read_data` returns the (read-only) array it read before from the same
+    file: a scan's chain making two series from its BOLD (denoised, regressed) loads it once.
+    Off forgets what was read."""
+    _SHARING[0] = bool(on)
+    if not on:
+        _READS.clear()
 
 
 def load_4d(path: str | Path, what: str = "BOLD") -> nib.Nifti1Image:
@@ -57,6 +69,16 @@ def read_data(img: nib.Nifti1Image, path: str | Path, what: str = "BOLD") -> np.
     """The image's voxel data as float32 (Fortran-ordered, as nibabel gives them); a truncated
     or corrupt file raises InputError. .nii.gz is inflated by ISA-L (module docstring); the
     array may then be read-only (the inflated bytes themselves): copy before writing into it."""
+    if _SHARING[0] and str(path) in _READS:
+        return _READS[str(path)]
+    data = _read(img, path, what)
+    if _SHARING[0] and str(path) not in _HELD:  # files only: a held series is freed on its own
+        data.flags.writeable = False  # shared: nobody may change it under the next reader
+        _READS[str(path)] = data
+    return data
+
+
+def _read(img: nib.Nifti1Image, path: str | Path, what: str) -> np.ndarray:
     try:
         if str(path).endswith(".gz") and isinstance(img.dataobj, nib.arrayproxy.ArrayProxy):
             return _read_gz(img, path)

@@ -28,7 +28,7 @@ import pandas as pd
 from rviflow.io.bids import atomic_path, read_json, write_tsv
 from rviflow.measures.registry import REGISTRY, WIRED, resolve
 from rviflow.pipeline.steps import denoise_step, measure_step, parcellate_step
-from rviflow.io.nifti import release_series
+from rviflow.io.nifti import release_series, share_reads
 
 #: step name -> function: the shared steps (``measure``: any generated measure's step) plus each
 #: hand-wired measure's own step
@@ -94,11 +94,16 @@ def run_batch(plan: list[dict], record: str | Path | None, remove: list[str] = (
             print(f"{scan['key']}: kept (finished earlier: outputs newer than inputs, same parameters)", flush=True)
             rows.append(dict(scan=scan["key"], participant_id=scan["participant_id"], status="ok", reason=""))
             continue
+        series = [s for s in scan["steps"] if s["step"] == "denoise"]
+        # a chain making two series (denoised for ReHo, regressed for ALFF) reads the BOLD once
+        share_reads(len(series) > 1)
         try:
             for step in scan["steps"]:
                 kwargs = step["kwargs"]
                 if threads and "threads" in kwargs:
                     kwargs = {**kwargs, "threads": threads}
+                if step["step"] == "denoise" and step is not series[0]:
+                    release_series()  # the measures on the previous series are done: free it first
                 if step["step"] == "denoise" and str(kwargs.get("out_bold")) in removed:
                     # a temporary series: the measures after it read it from memory (one load of
                     # the BOLD per scan, no 4-D intermediate written and read back)
@@ -108,6 +113,7 @@ def run_batch(plan: list[dict], record: str | Path | None, remove: list[str] = (
                     reason = _failure_reason(step)
         finally:
             release_series()
+            share_reads(False)
         rows.append(dict(scan=scan["key"], participant_id=scan["participant_id"],
                          status="failed" if reason else "ok", reason=reason))
     for path in remove:
