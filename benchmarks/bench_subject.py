@@ -199,7 +199,12 @@ def chain_kwargs(paths: dict, out: Path, atlas: str, labels: str, series_ext: st
     ]
 
 
-def snakemake_run(root: Path, paths: dict, atlas: str, labels: str, out: Path) -> dict:
+#: every BOLD measure on: ALFF / fALFF (a second, regressed series) and seed FC (atlas-label seeds)
+ALL_MEASURES = dict(alff={"enabled": True}, fc={"enabled": True, "seeds": {"r10": {"label": "region10"},
+                                                                          "r50": {"label": "region50"}}})
+
+
+def snakemake_run(root: Path, paths: dict, atlas: str, labels: str, out: Path, **settings) -> dict:
     """The per-scan chain as a user runs it (issue #19's measurement): ``snakemake --profile
     config/profiles/default`` on the shipped config (the subject's BIDS participants row, the
     atlas above, no ASL) asking for the subject's ReHo parcels; the whole Snakemake process tree."""
@@ -212,7 +217,8 @@ def snakemake_run(root: Path, paths: dict, atlas: str, labels: str, out: Path) -
     cfg = root / f"{out.name}.yaml"
     cfg.write_text(yaml.safe_dump(dict(bids_dir=str(bids), fmriprep_dir=str(Path(paths["bold"]).parents[2]),
                                        output_dir=str(out), task="rest", space=SPACE,
-                                       atlas={"image": atlas, "labels": labels}, cbf={"enabled": "no"})))
+                                       atlas={"image": atlas, "labels": labels}, cbf={"enabled": "no"},
+                                       **settings)))
     target = out / "sub-01" / "func" / f"sub-01_task-rest_space-{SPACE}_desc-reho_parcels.tsv"
     return child("", argv=[sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--profile",
                            str(REPO / "config" / "profiles" / "default"), "--configfile", str(cfg), "--directory",
@@ -259,7 +265,7 @@ def run(args) -> dict:
     repeats = []
     for rep in range(args.repeats):
         for old in root.glob("*[0-9]"):  # outputs of an earlier run in this workdir: nothing may be kept
-            if old.is_dir() and old.name.rstrip("0123456789") in ("plain", "before", "per_scan", "fused", "snakemake"):
+            if old.is_dir() and old.name.rstrip("0123456789") in ("plain", "before", "per_scan", "fused", "snakemake", "snakemake_all"):
                 shutil.rmtree(old)
         r = {}
         r["load"] = {"load": child(LOAD, paths["bold"])}
@@ -290,6 +296,8 @@ def run(args) -> dict:
         # once per invocation (a cohort's DAG: bench_dag.py), not per subject
         r["snakemake_dag"] = {"the same, nothing to do (start + DAG only)": snakemake_run(
             root, paths, atlas, labels, snake_out)}
+        r["snakemake_all"] = {"ReHo + ALFF/fALFF + 2 FC seeds (reho_scan job + DAG)": snakemake_run(
+            root, paths, atlas, labels, root / f"snakemake_all{rep}", **ALL_MEASURES)}
         r["same_outputs"] = compare(steps, fused)
         r["snakemake_vs_fused"] = compare_files(
             fused, str(snake_out / "sub-01" / "func" / f"sub-01_task-rest_space-{SPACE}_desc-reho_bold.nii.gz"),
@@ -329,7 +337,7 @@ def compare_files(chain: list[dict], reho: str, parcels: str, other: list[dict] 
 def summarise(repeats: list[dict]) -> dict:
     """Best of the repeats per step; chain totals, x load and CPU-hours per 1,000 subjects."""
     best = {}
-    for chain in [c for c in ("load", "plain", "before", "steps", "fused", "snakemake", "snakemake_dag") if c in repeats[0]]:
+    for chain in [c for c in ("load", "plain", "before", "steps", "fused", "snakemake", "snakemake_dag", "snakemake_all") if c in repeats[0]]:
         best[chain] = {}
         for step in repeats[0][chain]:
             runs = [r[chain][step] for r in repeats]
@@ -396,7 +404,11 @@ def write(results: dict, out: Path) -> None:
               f"({s['snakemake']['x_load_cpu']}x CPU) for one invocation, of which Snakemake's start and DAG "
               f"(snakemake_dag) are {s['snakemake_dag']['wall_s']} s: the job itself "
               f"{(s['snakemake']['wall_s'] - s['snakemake_dag']['wall_s']) / s['load']['steps']['load']['wall_s']:.2f}x "
-              f"load; steps as separate processes {s['steps']['x_load']}x wall."
+              f"load; steps as separate processes {s['steps']['x_load']}x wall. With every BOLD measure on "
+              f"(snakemake_all: ALFF / fALFF from a second, regressed series and 2 seed-FC maps, on the same one "
+              f"load): {s['snakemake_all']['x_load']}x wall, the job "
+              f"{(s['snakemake_all']['wall_s'] - s['snakemake_dag']['wall_s']) / s['load']['steps']['load']['wall_s']:.2f}x "
+              f"load, {s['snakemake_all']['peak_rss_mb']:,} MB."
               + (f" At load average {m['loadavg_start'][0]:.1f} on {m['cpus']} CPUs every wall time here is inflated "
                  "by other jobs (the bare load itself took "
                  f"{s['load']['steps']['load']['wall_s']} s wall for {s['load']['steps']['load']['cpu_s']} CPU s): "
