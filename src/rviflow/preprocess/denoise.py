@@ -202,12 +202,14 @@ def _denoise(img, data, mask, bold_path, strategy, motion, wm_csf, global_signal
     signals -= signals.mean(axis=0, dtype=np.float64).astype(np.float32)
     cleaned = apply_operator(op.astype(np.float32), signals, threads)
     del signals
-    # scattered back voxel-major (each voxel's series contiguous: ~3x faster than time-major, and
-    # pages of the zeros outside the brain are never touched), viewed as (X, Y, Z, T_kept)
+    # scattered back voxel-major into a C-ordered (X, Y, Z, T_kept) array (each voxel's series
+    # contiguous: ~3x faster than time-major, pages of zeros outside the brain never touched, and
+    # the measures reshape it to (voxels, T) without a copy)
+    rows = np.ravel_multi_index(np.unravel_index(brain, mask.shape, order="F"), mask.shape)
     out = np.zeros((mask.size, cleaned.shape[0]), dtype=np.float32)
-    out[brain] = cleaned.T
+    out[rows] = cleaned.T
     del cleaned
-    out = out.reshape(mask.shape[::-1] + (-1,)).transpose(2, 1, 0, 3)
+    out = out.reshape(mask.shape + (-1,))
     hdr = img.header.copy()
     hdr.set_data_dtype(np.float32)
     hdr["scl_slope"], hdr["scl_inter"] = np.nan, np.nan
