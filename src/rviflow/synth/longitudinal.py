@@ -30,10 +30,12 @@ takes ~4 min on 2 cores, about as before, the per-job overhead dominating), CHAN
 COUPLING 4, and the two shared traits (a trait common to a few regions survives the measurement
 noise where one region's own value does not). Measured on the demo's cohort (seed 0) these are:
 change d_z 1.3-3.8 of the measured ReHo (median ~2.2; planted d_z 5 of a), coupling partial
-r -0.86 to -0.96, CRP partial r 0.6-0.9 over the 4 regions, baseline predictor ridge r ~0.6:
-large effects, as a 15-patient demo needs for FDR over 83 regions. The trait spreads a little
-to neighbouring regions' measured ReHo (the BOLD's smooth shared signal, ReHo's 27-voxel
-neighbourhood), so a neighbour of lingual / cuneus can reach q < 0.05 (the tests allow 2 such).
+r -0.86 to -0.96, CRP partial r 0.6-0.9 over the 4 regions, baseline predictor ridge r 0.67
+(permutation p 0.02; the linear SVR r 0.37, p 0.10): large effects, as a 15-patient demo needs
+for FDR over 83 regions. A planted effect spreads a little to neighbouring regions' measured
+ReHo (the BOLD's spatially smooth shared signal, ReHo's 27-voxel neighbourhood), so a neighbour
+can reach q < 0.05 (seed 0: transverse temporal, beside the insula, in change.tsv; isthmus
+cingulate, beside the lingual, in associations.tsv); the tests allow 2 such hits per table.
 The tables-only cohort (``write_longitudinal_tables``, N(0, 0.02) measurement noise) has the
 same planted values.
 
