@@ -30,9 +30,10 @@ takes ~4 min on 2 cores, about as before, the per-job overhead dominating), CHAN
 COUPLING 4, and the two shared traits (a trait common to a few regions survives the measurement
 noise where one region's own value does not). Measured on the demo's cohort (seed 0) these are:
 change d_z 1.3-3.8 of the measured ReHo (median ~2.2; planted d_z 5 of a), coupling partial
-r -0.86 to -0.96, CRP partial r 0.6-0.9 over the 4 regions, baseline predictor ridge r 0.67
-(permutation p 0.02; the linear SVR r 0.37, p 0.10): large effects, as a 15-patient demo needs
-for FDR over 83 regions. A planted effect spreads a little to neighbouring regions' measured
+r -0.86 to -0.96, CRP partial r 0.71-0.96 over the 4 regions, baseline predictor ridge r 0.66
+(permutation p 0.025; the linear SVR weaker, r ~0.4, p ~0.1): large effects, as a 15-patient
+demo needs for FDR over 83 regions (seed 1: the same except CRP 2/4 regions at q < 0.05 with
+the CRP trait at 0.15 and 0.7 mg/l noise, hence 0.2 and 0.5). A planted effect spreads a little to neighbouring regions' measured
 ReHo (the BOLD's spatially smooth shared signal, ReHo's 27-voxel neighbourhood), so a neighbour
 can reach q < 0.05 (seed 0: transverse temporal, beside the insula, in change.tsv; isthmus
 cingulate, beside the lingual, in associations.tsv); the tests allow 2 such hits per table.
@@ -64,8 +65,8 @@ COUPLING = 4.0
 PREDICTOR_WEIGHT = 0.25
 #: SDs of the subject traits shared by the PREDICTOR_REGIONS and by the ASSOCIATION_REGIONS
 PREDICTOR_TRAIT_SD = 0.2
-CRP_TRAIT_SD = 0.15
-CRP_NOISE = 0.7  # mg/l, beside the planted 1.5 mg/l per SD of the association regions' baseline
+CRP_TRAIT_SD = 0.2
+CRP_NOISE = 0.5  # mg/l, beside the planted 1.5 mg/l per SD of the association regions' baseline
 SD_WITHIN = 0.05
 FOLLOWUP_MISSING = 0.15
 
