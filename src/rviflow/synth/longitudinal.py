@@ -26,17 +26,19 @@ value moves ~0.18 per unit of a, with a scan-to-scan noise of ~0.16 a-units at 1
 SD_WITHIN = 0.05. With 100 volumes and a change of 4 SD_WITHIN, coupling 2 and region-own
 predictor / biomarker signals only the change was recovered (coupling 1/4 regions, predictor
 r ~0.25, CRP none). Hence: 200 volumes per scan (write_longitudinal_cohort's default; the demo
-takes ~4 min on 2 cores, about as before, the per-job overhead dominating), CHANGE_DZ 5,
+takes ~4 min on 2 cores, 5 with another job running, as before: the per-job overhead dominates), CHANGE_DZ 5,
 COUPLING 4, and the two shared traits (a trait common to a few regions survives the measurement
 noise where one region's own value does not). Measured on the demo's cohort (seed 0) these are:
 change d_z 1.3-3.8 of the measured ReHo (median ~2.2; planted d_z 5 of a), coupling partial
 r -0.86 to -0.96, CRP partial r 0.71-0.96 over the 4 regions, baseline predictor ridge r 0.66
 (permutation p 0.025; the linear SVR weaker, r ~0.4, p ~0.1): large effects, as a 15-patient
-demo needs for FDR over 83 regions (seed 1: the same except CRP 2/4 regions at q < 0.05 with
-the CRP trait at 0.15 and 0.7 mg/l noise, hence 0.2 and 0.5). A planted effect spreads a little to neighbouring regions' measured
-ReHo (the BOLD's spatially smooth shared signal, ReHo's 27-voxel neighbourhood), so a neighbour
-can reach q < 0.05 (seed 0: transverse temporal, beside the insula, in change.tsv; isthmus
-cingulate, beside the lingual, in associations.tsv); the tests allow 2 such hits per table.
+demo needs for FDR over 83 regions. Seed 1 (14 patients with both sessions): change 6/6,
+coupling 4/4, CRP 4/4 regions at q < 0.05 (2/4 with a CRP trait of 0.15 and 0.7 mg/l noise,
+hence 0.2 and 0.5), ridge r 0.75 (p 0.02), SVR r 0.70 (p 0.005). A planted effect spreads a
+little to neighbouring regions' measured ReHo (the BOLD's spatially smooth shared signal,
+ReHo's 27-voxel neighbourhood), so a neighbour can reach q < 0.05 (seed 0: transverse temporal,
+beside the insula, in change.tsv; isthmus cingulate, beside the lingual, in associations.tsv;
+seed 1 has one chance hit per table too); the tests allow 2 hits outside the planted regions per table.
 The tables-only cohort (``write_longitudinal_tables``, N(0, 0.02) measurement noise) has the
 same planted values.
 
