@@ -4,6 +4,7 @@ Per subject s, region r and session (``pre`` = baseline, ``post`` = follow-up) t
 parameter a (as in :mod:`rviflow.synth.cohort`; ReHo rises with it) is
 
     a_pre  = base_r + site offset + age slope * (age - 45) + N(0, SD_BETWEEN) [- MDD deficit]
+             + t_pred (PREDICTOR_REGIONS) + t_crp (ASSOCIATION_REGIONS)
     a_post = a_pre + N(0, SD_WITHIN)
              + CHANGE_DZ * SD_WITHIN                 (patients, CHANGE_REGIONS: treatment effect)
              + COUPLING * SD_WITHIN * z(improvement)   (patients, COUPLING_REGIONS)
@@ -13,7 +14,33 @@ Symptoms (``hamd``): baseline ~ N(24, 4); a patient's relative improvement is
 there predicts the response; follow-up = baseline x (1 - improvement); controls score 0-6 at
 both visits. z(.) is standardised over the patients. A fraction of patients has no follow-up
 (``FOLLOWUP_MISSING``) and a third of the controls is scanned twice (no change planted).
-Outside the planted regions nothing is planted: the null the tests check.
+Outside the planted regions nothing is planted: the null the tests check. t_pred ~ N(0,
+PREDICTOR_TRAIT_SD) and t_crp ~ N(0, CRP_TRAIT_SD) are subject traits shared by the regions of
+the predictor and of the biomarker (constant across sessions, so no change).
+
+Why these sizes (image mode, ``rviflow demo --design longitudinal``: 24 subjects, ~15 patients
+with both sessions). ReHo measured on the synthetic BOLD after the default band-pass
+(0.01-0.08 Hz at TR 2 s keeps ~30 % of the spectrum) is a noisy read-out of a: its regional
+value moves ~0.18 per unit of a, with a scan-to-scan noise of ~0.16 a-units at 100 volumes and
+~0.08 at 200 (median over regions; 0.05-0.10 interquartile), against SD_BETWEEN = 0.1 and
+SD_WITHIN = 0.05. With 100 volumes and a change of 4 SD_WITHIN, coupling 2 and region-own
+predictor / biomarker signals only the change was recovered (coupling 1/4 regions, predictor
+r ~0.25, CRP none). Hence: 200 volumes per scan (write_longitudinal_cohort's default; the demo
+takes ~4 min on 2 cores, 5 with another job running, as before: the per-job overhead dominates), CHANGE_DZ 5,
+COUPLING 4, and the two shared traits (a trait common to a few regions survives the measurement
+noise where one region's own value does not). Measured on the demo's cohort (seed 0) these are:
+change d_z 1.3-3.8 of the measured ReHo (median ~2.2; planted d_z 5 of a), coupling partial
+r -0.86 to -0.96, CRP partial r 0.71-0.96 over the 4 regions, baseline predictor ridge r 0.66
+(permutation p 0.025; the linear SVR weaker, r ~0.4, p ~0.1): large effects, as a 15-patient
+demo needs for FDR over 83 regions. Seed 1 (14 patients with both sessions): change 6/6,
+coupling 4/4, CRP 4/4 regions at q < 0.05 (2/4 with a CRP trait of 0.15 and 0.7 mg/l noise,
+hence 0.2 and 0.5), ridge r 0.75 (p 0.02), SVR r 0.70 (p 0.005). A planted effect spreads a
+little to neighbouring regions' measured ReHo (the BOLD's spatially smooth shared signal,
+ReHo's 27-voxel neighbourhood), so a neighbour can reach q < 0.05 (seed 0: transverse temporal,
+beside the insula, in change.tsv; isthmus cingulate, beside the lingual, in associations.tsv;
+seed 1 has one chance hit per table too); the tests allow 2 hits outside the planted regions per table.
+The tables-only cohort (``write_longitudinal_tables``, N(0, 0.02) measurement noise) has the
+same planted values.
 
 Written: participants.tsv; per-session scores in BIDS ``sub-<label>/sub-<label>_sessions.tsv``
 (images) or one long ``sessions.tsv`` (tables); ``truth/longitudinal.tsv`` (region,
@@ -35,9 +62,13 @@ COUPLING_REGIONS = ("superiorfrontal", "caudalmiddlefrontal")
 PREDICTOR_REGIONS = ("rostralanteriorcingulate", "medialorbitofrontal", "lateralorbitofrontal")
 #: regions whose baseline value tracks the participants.tsv biomarker ``crp`` (associations)
 ASSOCIATION_REGIONS = ("lingual", "cuneus")
-CHANGE_DZ = 4.0  # large: ReHo measured from the BOLD attenuates a change of the homogeneity parameter ~5-fold
-COUPLING = 2.0
+CHANGE_DZ = 5.0  # large: see the module docstring (measured d_z ~1.3-3.8)
+COUPLING = 4.0
 PREDICTOR_WEIGHT = 0.25
+#: SDs of the subject traits shared by the PREDICTOR_REGIONS and by the ASSOCIATION_REGIONS
+PREDICTOR_TRAIT_SD = 0.2
+CRP_TRAIT_SD = 0.2
+CRP_NOISE = 0.5  # mg/l, beside the planted 1.5 mg/l per SD of the association regions' baseline
 SD_WITHIN = 0.05
 FOLLOWUP_MISSING = 0.15
 
@@ -79,6 +110,11 @@ def simulate(names: list[str], labels: list[str], n_subjects: int = 40, seed: in
         return (v - v[case].mean()) / (v[case].std() or 1.0)
 
     pred_cols = np.isin(labels, PREDICTOR_REGIONS)
+    assoc_cols = np.isin(labels, ASSOCIATION_REGIONS)
+    # subject traits shared by the regions of a planted predictor / biomarker association: a
+    # factor common to a few regions survives ReHo's measurement noise, one region's own value not
+    pre += gain * (np.outer(rng.normal(0, PREDICTOR_TRAIT_SD, n_subjects), pred_cols)
+                   + np.outer(rng.normal(0, CRP_TRAIT_SD, n_subjects), assoc_cols))
     improvement = 0.45 + gain * PREDICTOR_WEIGHT * z(pre[:, pred_cols].mean(1)) + rng.normal(0, 0.08, n_subjects)
     improvement = np.clip(improvement, -0.2, 1.0)
     hamd_pre = np.where(case, np.clip(rng.normal(24, 4, n_subjects), 14, 40), rng.integers(0, 7, n_subjects))
@@ -89,10 +125,9 @@ def simulate(names: list[str], labels: list[str], n_subjects: int = 40, seed: in
     drop = z(hamd_pre - hamd_post)
     post = pre + rng.normal(0, SD_WITHIN, pre.shape) + np.outer(case, change) + np.outer(case * drop, coupling)
     # a biomarker (mg/l) tracking the baseline value in ASSOCIATION_REGIONS, in every subject
-    assoc_cols = np.isin(labels, ASSOCIATION_REGIONS)
     a_res = pre[:, assoc_cols].mean(1) - offset
     participants["crp"] = np.round(3 + gain * 1.5 * (a_res - a_res.mean()) / a_res.std()
-                                   + rng.normal(0, 1.0, n_subjects), 2)
+                                   + rng.normal(0, CRP_NOISE, n_subjects), 2)
     control_rank = np.cumsum(~case) - 1
     followed = np.where(case, rng.random(n_subjects) >= FOLLOWUP_MISSING, control_rank % 3 == 0)
     pre_df = pd.DataFrame(np.clip(pre, 0.05, 0.95), index=pids, columns=names)
@@ -138,7 +173,7 @@ def _write_truth(truth: Path, sim: dict) -> None:
 
 
 def write_longitudinal_cohort(out: str | Path, n_subjects: int = 30, seed: int = 0, n_sites: int = 3,
-                              n_timepoints: int = 100, tr: float = 2.0, voxel_mm: float = 4.0) -> dict[str, Path]:
+                              n_timepoints: int = 200, tr: float = 2.0, voxel_mm: float = 4.0) -> dict[str, Path]:
     """BIDS (ses-pre / ses-post, sessions.tsv per subject) + fMRIPrep-style derivatives of the
     simulated cohort (ReHo's BOLD model of :mod:`rviflow.synth.cohort`; no ASL, no FreeSurfer).
 
