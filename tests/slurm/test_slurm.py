@@ -120,12 +120,13 @@ def test_slurm_profile_run_equals_local_run(slurm_cluster, tmp_path):
     assert len(cohort_jobs) == 1, logdirs
     ungrouped = [d for d in logdirs if not d.startswith("group_")]
     assert not ungrouped, f"{ungrouped}: add these rules to groups: in config/profiles/slurm/config.yaml"
-    # each subject group job ran its 2 subjects' 3 steps, with the profile's cores (its kept log)
+    # each subject group job ran its 2 subjects' chain jobs (reho_scan: denoise -> ReHo -> parcels
+    # in one job per scan), with the profile's cores (its kept log)
     for _, path in submitted:
         if "group_subject" in path:
             head = Path(path).read_text()[:50000]
             targets = re.search(r"--target-jobs (.*?) --", head).group(1).split()
-            assert len(targets) == 3 * PER_JOB and len({re.search(r"sub-[a-zA-Z0-9]+", t).group(0) for t in targets}) == PER_JOB, targets
+            assert len(targets) == PER_JOB and all("reho_scan" in t for t in targets) and len({re.search(r"sub-[a-zA-Z0-9]+", t).group(0) for t in targets}) == PER_JOB, targets
             assert "--cores 2 " in head
 
     files = assert_same_outputs(local_out, slurm_out)
