@@ -174,10 +174,6 @@ def _denoise(img, data, mask, bold_path, strategy, motion, wm_csf, global_signal
     if kept < min_timepoints:
         raise InputError(f"only {kept} volumes left after censoring (minimum {min_timepoints})", path=str(bold_path))
 
-    # NIfTI data are time-slowest (Fortran order): as (T, X*Y*Z) they are a C-ordered view, so the
-    # brain voxels are gathered volume by volume from contiguous memory (data[mask] strides a whole
-    # volume per time point, and one 2-D take is ~3x slower than this loop over volumes: 2.3 s vs
-    # 0.1 s on a UK Biobank-sized run)
     try:
         # clean(signals) == clean(I) @ signals (linear; see the module docstring)
         op = clean_operator(n_vol, confounds.to_numpy(), sample_mask, tr, low_pass, high_pass)
@@ -187,6 +183,10 @@ def _denoise(img, data, mask, bold_path, strategy, motion, wm_csf, global_signal
         # scipy's filtfilt pads by ~3 filter lengths: a series this short cannot be band-passed
         raise InputError(f"{kept} volumes are too few to band-pass ({exc}); set denoise.high_pass and "
                          "denoise.low_pass to null for such short runs", path=str(bold_path)) from None
+    # NIfTI data are time-slowest (Fortran order): as (T, X*Y*Z) they are a C-ordered view, so the
+    # brain voxels are gathered volume by volume from contiguous memory (data[mask] strides a whole
+    # volume per time point, and one 2-D take is ~3x slower than this loop over volumes: 2.3 s vs
+    # 0.1 s on a UK Biobank-sized run)
     brain = np.flatnonzero(mask.ravel(order="F"))  # voxel order: x fastest, as in the file
     volumes = data.result().reshape(-1, n_vol, order="F").T  # (T, X*Y*Z) view
     signals = np.empty((n_vol, brain.size), dtype=np.float32)  # (T, V)
